@@ -1,0 +1,194 @@
+"""SQL tables: the system of record for schools, pupils, contacts and the register."""
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import String as SAString
+from sqlmodel import Field, SQLModel
+
+
+class Session(StrEnum):
+    AM = "AM"
+    PM = "PM"
+
+
+class DayKind(StrEnum):
+    INSET = "inset"
+    CLOSURE = "closure"
+
+
+class School(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    urn: str = Field(index=True, unique=True)
+    la_code: str  # 3-digit LA number, e.g. 886 for Kent
+    estab: str  # 4-digit establishment number
+    policy: str  # preset name or path of the school's policy file
+
+
+class HalfTerm(SQLModel, table=True):
+    """One half-term of a school's calendar; school days are weekdays inside one."""
+
+    __table_args__ = (UniqueConstraint("school_id", "starts"),)
+    id: int | None = Field(default=None, primary_key=True)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    academic_year: int  # the calendar year it starts in: 2026 for 2026/27
+    name: str  # "Autumn 1", ...
+    starts: date
+    ends: date
+
+
+class NonSchoolDay(SQLModel, table=True):
+    """An INSET day or a planned closure inside a half-term (bank holidays come from
+    the `holidays` package)."""
+
+    __table_args__ = (UniqueConstraint("school_id", "day"),)
+    id: int | None = Field(default=None, primary_key=True)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    day: date
+    kind: DayKind
+    note: str = ""
+
+
+class Pupil(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("school_id", "upn"),)
+    id: int | None = Field(default=None, primary_key=True)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    upn: str = Field(index=True)
+    forename: str
+    surname: str
+    date_of_birth: date
+    year_group: int  # NC year: 0 reception ... 13
+    sex: str = ""
+    send: bool = False
+    ehcp: bool = False
+    fsm: bool = False
+    social_worker: bool = False
+    child_protection_plan: bool = False
+    looked_after: bool = False
+    young_carer: bool = False
+    part_time_timetable: bool = False
+    on_roll: bool = True
+
+
+class Contact(SQLModel, table=True):
+    """A parent or carer (or emergency contact) of a pupil, in priority order."""
+
+    __table_args__ = (UniqueConstraint("pupil_id", "priority"),)
+    id: int | None = Field(default=None, primary_key=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    priority: int  # 1 is called first
+    title: str = ""
+    forename: str
+    surname: str
+    relationship: str  # Mother, Father, Carer, Grandparent, ...
+    parental_responsibility: bool = True
+    phone: str = ""
+    email: str = ""
+    address: str = ""  # postal address, lines separated by newlines
+    postcode: str = ""
+    preferred_channel: str = "email"  # email | post | both
+
+
+class RegisterMark(SQLModel, table=True):
+    """One session's entry in the attendance register, a legal document.
+
+    `week_start` and `slot` (Mon AM = 0 ... Fri PM = 9) place the mark in the compact
+    weekly register, so the weekly roll-up needs no date arithmetic in SQL.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("pupil_id", "day", "session"),
+        Index("ix_registermark_pupil_week", "pupil_id", "week_start"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    pupil_id: int = Field(foreign_key="pupil.id")
+    day: date
+    session: Session = Field(sa_column=Column(SAString(2), nullable=False))
+    code: str = Field(max_length=2)
+    minutes_late: int | None = None
+    recorded_by: str
+    recorded_at: datetime
+    week_start: date
+    slot: int
+
+
+class MarkAmendment(SQLModel, table=True):
+    """An amendment to the register: the original and new entries, why, when, by whom."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    day: date
+    session: Session = Field(sa_column=Column(SAString(2), nullable=False))
+    original_code: str
+    new_code: str
+    original_minutes_late: int | None = None
+    new_minutes_late: int | None = None
+    reason: str
+    amended_by: str
+    amended_role: str
+    amended_at: datetime
+
+
+class RegisterWeek(SQLModel, table=True):
+    """A pupil's week of the register, compacted for the figures.
+
+    Derived from RegisterMark in the same transaction that changes the marks, never
+    written on its own. `marks` has one class character per session, Mon AM to Fri PM
+    (see models.codes); the counts are of the whole week.
+    """
+
+    pupil_id: int = Field(foreign_key="pupil.id", primary_key=True)
+    week_start: date = Field(primary_key=True)
+    marks: str = Field(max_length=10)
+    possible: int
+    present: int
+    authorised: int
+    illness: int
+    unauthorised: int  # G, O, U
+    unexplained: int  # N
+    late: int  # L, U
+    trailing_absence: int  # N, O, G, U sessions at the end of the week, after the last
+    # session the pupil attended or was authorised to miss
+    breaks_absence_run: bool  # the week has a present or authorised session
+
+
+class ImportBatch(SQLModel, table=True):
+    """A file that was imported, so that importing it again is recognised."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    kind: str  # marks-csv | ctf | pupils-csv
+    filename: str
+    sha256: str = Field(index=True)
+    imported_at: datetime
+    imported_by: str
+    rows: int
+    added: int
+    amended: int
+    unchanged: int
+
+
+class ThresholdState(SQLModel, table=True):
+    """Whether a pupil is over one of the policy's thresholds, as of the last sweep."""
+
+    pupil_id: int = Field(foreign_key="pupil.id", primary_key=True)
+    threshold: str = Field(primary_key=True)
+    active: bool
+    since: date
+    value: float | None = None
+
+
+class ThresholdCrossing(SQLModel, table=True):
+    """A pupil crossing a policy threshold (or coming back under it) at a sweep."""
+
+    __table_args__ = (UniqueConstraint("pupil_id", "threshold", "on_day", "direction"),)
+    id: int | None = Field(default=None, primary_key=True)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    threshold: str
+    direction: str  # crossed | cleared
+    on_day: date
+    value: float | None = None
+    recorded_at: datetime
