@@ -6,17 +6,29 @@ nothing. A mark that differs from the stored one becomes an amendment that keeps
 original entry, with its reason and author, as the 2024 regulations require.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import text
+from sqlalchemy import Column, Date, Integer, MetaData, Table, bindparam, insert, text, update
 from sqlmodel import Session, select
 
-from models.calendar import SchoolCalendar, week_start
-from models.codes import attendance_code, UnknownCodeError
-from models.tables import Pupil
-from models.tables import Session as RegisterSession
+from figures.register_week import rebuild_weeks_sql, slot_of
+from models.calendar import SchoolCalendar, load_calendar, week_start
+from models.codes import NATIONAL_CODES, UnknownCodeError
+from models.tables import ImportBatch, MarkAmendment, Pupil, RegisterMark
+from models.tables import RegisterSession
+
+__all__ = [
+    "ImportRefused",
+    "ImportResult",
+    "MarkRow",
+    "Progress",
+    "SchoolCalendar",
+    "load_calendar",
+    "rebuild_weeks",
+    "store_marks",
+]
 
 Progress = Callable[[int, int], None]
 
@@ -56,3 +68,219 @@ class ImportRefused(Exception):
         if more:
             lines.append(f"  ... and {more} more")
         return "\n".join(lines)
+
+
+_affected_weeks = Table(
+    "affected_week",
+    MetaData(),
+    Column("pupil_id", Integer, primary_key=True),
+    Column("week_start", Date, primary_key=True),
+    prefixes=["TEMPORARY"],
+)
+
+
+def rebuild_weeks(*, session: Session, weeks: Iterable[tuple[int, date]]) -> None:
+    """Rebuild the compact weekly register for these (pupil_id, week_start) pairs."""
+    connection = session.connection()
+    _affected_weeks.create(connection, checkfirst=True)
+    connection.execute(_affected_weeks.delete())
+    rows = [{"pupil_id": p, "week_start": w} for p, w in set(weeks)]
+    if not rows:
+        return
+    connection.execute(_affected_weeks.insert(), rows)
+    for statement in rebuild_weeks_sql(_affected_weeks.name):
+        connection.execute(text(statement))
+    connection.execute(_affected_weeks.delete())
+
+
+def store_marks(
+    *,
+    session: Session,
+    school_id: int,
+    rows: Sequence[MarkRow],
+    recorded_by: str,
+    role: str,
+    source: str,
+    kind: str,
+    sha256: str,
+    default_reason: str | None = None,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> ImportResult:
+    """Validate a batch of marks whole, then write it in the caller's transaction.
+
+    Raises ImportRefused (nothing written) listing every bad line. A batch whose file
+    hash was already imported for this school changes nothing.
+    """
+    already = session.exec(
+        select(ImportBatch.id).where(
+            ImportBatch.school_id == school_id, ImportBatch.sha256 == sha256
+        )
+    ).first()
+    if already is not None:
+        return ImportResult(rows=len(rows), already_imported=True)
+
+    now = now or datetime.now(UTC)
+    pupils = dict(
+        session.exec(select(Pupil.upn, Pupil.id).where(Pupil.school_id == school_id)).all()
+    )
+    calendar = load_calendar(session=session, school_id=school_id)
+    problems: list[str] = []
+    seen: dict[tuple[str, date, str], int] = {}
+    for row in rows:
+        where = f"line {row.line}"
+        if row.upn not in pupils:
+            problems.append(f"{where}: UPN {row.upn} is not on this school's roll")
+        if row.code not in NATIONAL_CODES:
+            problems.append(f"{where}: {UnknownCodeError.for_code(row.code)}")
+        if not calendar.is_school_day(row.day):
+            problems.append(f"{where}: {calendar.why_not_a_school_day(row.day)}")
+        if row.minutes_late is not None and row.minutes_late < 0:
+            problems.append(f"{where}: minutes late cannot be negative ({row.minutes_late})")
+        key = (row.upn, row.day, str(row.session))
+        if key in seen:
+            problems.append(
+                f"{where}: the same pupil, day and session as line {seen[key]} "
+                f"({row.day.isoformat()} {row.session})"
+            )
+        else:
+            seen[key] = row.line
+    if problems:
+        raise ImportRefused(source, problems)
+
+    stored = _stored_marks(session=session, school_id=school_id, rows=rows)
+    new_marks: list[dict] = []
+    changes: list[tuple[MarkRow, tuple[str, int | None]]] = []
+    unchanged = 0
+    for row in rows:
+        before = stored.get((pupils[row.upn], row.day, str(row.session)))
+        if before is None:
+            new_marks.append(_mark_values(row, pupils[row.upn], recorded_by, now))
+        elif before == (row.code, row.minutes_late):
+            unchanged += 1
+        elif not (row.reason or default_reason):
+            problems.append(
+                f"line {row.line}: changes the stored mark {before[0]} to {row.code} for "
+                f"{row.day.isoformat()} {row.session}; an amendment needs a reason"
+            )
+        else:
+            changes.append((row, before))
+    if problems:
+        raise ImportRefused(source, problems)
+
+    connection = session.connection()
+    total = len(new_marks) + len(changes)
+    done = 0
+    for start in range(0, len(new_marks), _CHUNK):
+        connection.execute(insert(RegisterMark), new_marks[start : start + _CHUNK])
+        done += len(new_marks[start : start + _CHUNK])
+        if progress:
+            progress(done, total)
+    if changes:
+        mark = RegisterMark.__table__
+        connection.execute(
+            update(mark)
+            .where(
+                mark.c.pupil_id == bindparam("p_pupil_id"),
+                mark.c.day == bindparam("p_day"),
+                mark.c.session == bindparam("p_session"),
+            )
+            .values(
+                code=bindparam("p_code"),
+                minutes_late=bindparam("p_minutes_late"),
+                recorded_by=bindparam("p_recorded_by"),
+                recorded_at=bindparam("p_recorded_at"),
+            ),
+            [
+                {
+                    "p_pupil_id": pupils[row.upn],
+                    "p_day": row.day,
+                    "p_session": str(row.session),
+                    "p_code": row.code,
+                    "p_minutes_late": row.minutes_late,
+                    "p_recorded_by": recorded_by,
+                    "p_recorded_at": now,
+                }
+                for row, _ in changes
+            ],
+        )
+        connection.execute(
+            insert(MarkAmendment),
+            [
+                {
+                    "pupil_id": pupils[row.upn],
+                    "day": row.day,
+                    "session": str(row.session),
+                    "original_code": before[0],
+                    "new_code": row.code,
+                    "original_minutes_late": before[1],
+                    "new_minutes_late": row.minutes_late,
+                    "reason": row.reason or default_reason,
+                    "amended_by": recorded_by,
+                    "amended_role": role,
+                    "amended_at": now,
+                }
+                for row, before in changes
+            ],
+        )
+        if progress:
+            progress(total, total)
+
+    rebuild_weeks(
+        session=session,
+        weeks=[(m["pupil_id"], m["week_start"]) for m in new_marks]
+        + [(pupils[row.upn], week_start(row.day)) for row, _ in changes],
+    )
+    result = ImportResult(
+        rows=len(rows), added=len(new_marks), amended=len(changes), unchanged=unchanged
+    )
+    session.add(
+        ImportBatch(
+            school_id=school_id,
+            kind=kind,
+            filename=source,
+            sha256=sha256,
+            imported_at=now,
+            imported_by=recorded_by,
+            rows=result.rows,
+            added=result.added,
+            amended=result.amended,
+            unchanged=result.unchanged,
+        )
+    )
+    session.flush()
+    return result
+
+
+_CHUNK = 20_000
+
+
+def _mark_values(row: MarkRow, pupil_id: int, recorded_by: str, now: datetime) -> dict:
+    return {
+        "pupil_id": pupil_id,
+        "day": row.day,
+        "session": str(row.session),
+        "code": row.code,
+        "minutes_late": row.minutes_late,
+        "recorded_by": recorded_by,
+        "recorded_at": now,
+        "week_start": week_start(row.day),
+        "slot": slot_of(row.day.weekday(), str(row.session)),
+    }
+
+
+def _stored_marks(
+    *, session: Session, school_id: int, rows: Sequence[MarkRow]
+) -> dict[tuple[int, date, str], tuple[str, int | None]]:
+    """The stored marks the batch could touch: this school's pupils over its date range."""
+    if not rows:
+        return {}
+    first = min(row.day for row in rows)
+    last = max(row.day for row in rows)
+    mark = RegisterMark.__table__
+    found = session.connection().execute(
+        select(mark.c.pupil_id, mark.c.day, mark.c.session, mark.c.code, mark.c.minutes_late)
+        .join(Pupil, Pupil.id == mark.c.pupil_id)
+        .where(Pupil.school_id == school_id, mark.c.day >= first, mark.c.day <= last)
+    )
+    return {(p, d, s): (c, m) for p, d, s, c, m in found}

@@ -54,15 +54,18 @@ class SchoolCalendar:
     def is_school_day(self, day: date) -> bool:
         return day in self._index
 
+    def why_not_a_school_day(self, day: date) -> str:
+        if day.weekday() >= 5:
+            why = "a weekend"
+        elif not any(t.starts <= day <= t.ends for t in self.half_terms):
+            why = "outside the school's terms"
+        else:
+            why = "a bank holiday, INSET day or closure"
+        return f"{day.isoformat()} is not a school day ({why})"
+
     def check_school_day(self, day: date) -> None:
         if day not in self._index:
-            if day.weekday() >= 5:
-                why = "a weekend"
-            elif not any(t.starts <= day <= t.ends for t in self.half_terms):
-                why = "outside the school's terms"
-            else:
-                why = "a bank holiday, INSET day or closure"
-            raise NotASchoolDayError(f"{day.isoformat()} is not a school day ({why})")
+            raise NotASchoolDayError(self.why_not_a_school_day(day))
 
     def school_days(self, first: date, last: date) -> list[date]:
         """School days from `first` to `last`, both included."""
@@ -105,3 +108,14 @@ class SchoolCalendar:
         weeks = self.school_weeks
         i = bisect_right(weeks, week_start(day)) - count
         return weeks[i] if i >= 0 else None
+
+
+def load_calendar(*, session, school_id: int) -> SchoolCalendar:
+    """The school's calendar from its HalfTerm and NonSchoolDay rows."""
+    from sqlmodel import select
+
+    from models.tables import HalfTerm, NonSchoolDay
+
+    terms = session.exec(select(HalfTerm).where(HalfTerm.school_id == school_id)).all()
+    closed = session.exec(select(NonSchoolDay.day).where(NonSchoolDay.school_id == school_id)).all()
+    return SchoolCalendar([Term(t.name, t.starts, t.ends, t.academic_year) for t in terms], closed)

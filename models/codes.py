@@ -74,8 +74,12 @@ NATIONAL_CODES: dict[str, AttendanceCode] = {
         _code("/", "present (AM)", _P, PRESENT_ON_TIME),
         _code("\\", "present (PM)", _P, PRESENT_ON_TIME),
         _code("L", "late, arrived before the register closed", _P, PRESENT_LATE),
-        _code("K", "attending education provision arranged by the local authority", _A,
-              APPROVED_ACTIVITY),
+        _code(
+            "K",
+            "attending education provision arranged by the local authority",
+            _A,
+            APPROVED_ACTIVITY,
+        ),
         _code("V", "attending an educational visit or trip", _A, APPROVED_ACTIVITY),
         _code("P", "participating in a supervised sporting activity", _A, APPROVED_ACTIVITY),
         _code("W", "attending work experience", _A, APPROVED_ACTIVITY),
@@ -84,8 +88,7 @@ NATIONAL_CODES: dict[str, AttendanceCode] = {
         _code("C", "leave of absence for exceptional circumstances", _AU, AUTHORISED),
         _code("C1", "leave for a regulated performance or employment abroad", _AU, AUTHORISED),
         _code("C2", "leave for a part-time timetable", _AU, AUTHORISED),
-        _code("E", "suspended or permanently excluded, no alternative provision", _AU,
-              AUTHORISED),
+        _code("E", "suspended or permanently excluded, no alternative provision", _AU, AUTHORISED),
         _code("I", "illness (not medical or dental appointment)", _AU, ILLNESS),
         _code("J1", "leave to attend an interview", _AU, AUTHORISED),
         _code("M", "medical or dental appointment", _AU, AUTHORISED),
@@ -96,8 +99,7 @@ NATIONAL_CODES: dict[str, AttendanceCode] = {
         _code("Y1", "unable to attend: transport not available", _NP, NOT_POSSIBLE),
         _code("Y2", "unable to attend: widespread disruption to travel", _NP, NOT_POSSIBLE),
         _code("Y3", "unable to attend: part of the school premises closed", _NP, NOT_POSSIBLE),
-        _code("Y4", "unable to attend: whole school site unexpectedly closed", _NP,
-              NOT_POSSIBLE),
+        _code("Y4", "unable to attend: whole school site unexpectedly closed", _NP, NOT_POSSIBLE),
         _code("Y5", "unable to attend: criminal justice detention", _NP, NOT_POSSIBLE),
         _code("Y6", "unable to attend: public health guidance or law", _NP, NOT_POSSIBLE),
         _code("Y7", "unable to attend: any other unavoidable cause", _NP, NOT_POSSIBLE),
@@ -105,8 +107,7 @@ NATIONAL_CODES: dict[str, AttendanceCode] = {
         _code("N", "reason for absence not yet established", _U, UNEXPLAINED),
         _code("O", "absent in other or unknown circumstances", _U, UNAUTHORISED),
         _code("U", "arrived in school after the register closed", _U, LATE_AFTER_CLOSE),
-        _code("X", "non-compulsory school age pupil not required to attend", _ADM,
-              NOT_POSSIBLE),
+        _code("X", "non-compulsory school age pupil not required to attend", _ADM, NOT_POSSIBLE),
         _code("Z", "prospective pupil not on the admission register", _ADM, NOT_POSSIBLE),
         _code("#", "planned whole-school closure", _ADM, NOT_POSSIBLE),
     ]
@@ -114,7 +115,9 @@ NATIONAL_CODES: dict[str, AttendanceCode] = {
 
 
 class UnknownCodeError(ValueError):
-    pass
+    @classmethod
+    def for_code(cls, code: str) -> "UnknownCodeError":
+        return cls(f"{code!r} is not a national attendance code (2024 regulations)")
 
 
 def attendance_code(code: str) -> AttendanceCode:
@@ -122,6 +125,4 @@ def attendance_code(code: str) -> AttendanceCode:
     try:
         return NATIONAL_CODES[code]
     except KeyError:
-        raise UnknownCodeError(
-            f"{code!r} is not a national attendance code (2024 regulations)"
-        ) from None
+        raise UnknownCodeError.for_code(code) from None

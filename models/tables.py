@@ -8,7 +8,9 @@ from sqlalchemy import String as SAString
 from sqlmodel import Field, SQLModel
 
 
-class Session(StrEnum):
+class RegisterSession(StrEnum):
+    """AM or PM: a session is half a school day."""
+
     AM = "AM"
     PM = "PM"
 
@@ -105,7 +107,7 @@ class RegisterMark(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     pupil_id: int = Field(foreign_key="pupil.id")
     day: date
-    session: Session = Field(sa_column=Column(SAString(2), nullable=False))
+    session: RegisterSession = Field(sa_column=Column(SAString(2), nullable=False))
     code: str = Field(max_length=2)
     minutes_late: int | None = None
     recorded_by: str
@@ -120,7 +122,7 @@ class MarkAmendment(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     pupil_id: int = Field(foreign_key="pupil.id", index=True)
     day: date
-    session: Session = Field(sa_column=Column(SAString(2), nullable=False))
+    session: RegisterSession = Field(sa_column=Column(SAString(2), nullable=False))
     original_code: str
     new_code: str
     original_minutes_late: int | None = None
