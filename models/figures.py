@@ -8,9 +8,9 @@ from datetime import date
 class FigureRules:
     """The numbers the figures depend on; they come from the school's policy."""
 
-    persistent_absence_below: float = 90.0  # attendance rate (%) below which a pupil is PA
-    severe_absence_at_or_below: float = 50.0
-    persistent_absence_min_possible: int = 20
+    persistent_absence_rate: float = 10.0  # absent this % of possible sessions or more: PA
+    severe_absence_rate: float = 50.0  # absent this % or more: SA
+    persistent_absence_min_possible: int = 20  # no PA/SA before this many possible sessions
     rolling_school_weeks: int = 10  # the National Framework's penalty-notice period
     short_window_school_weeks: int = 4
     unexplained_resolution_school_days: int = 5  # N must be resolved within this
