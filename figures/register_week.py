@@ -1,17 +1,19 @@
 """The compact weekly register: one row per pupil per week, one class character per
-session (models.codes), rebuilt from RegisterMark whenever marks change.
+session (models.codes), kept up to date by `store_marks` in the transaction that
+changes the marks.
 
 The figures read only these rows: whole weeks through their count columns, the edges of
 a date range by counting characters of `marks`. Everything here is plain SQL that runs
 on SQLite and PostgreSQL alike.
 """
 
+from functools import lru_cache
+
 from models.codes import (
     ABSENCE_RETURN_CLASSES,
     AUTHORISED_CLASSES,
     ILLNESS,
     LATE_CLASSES,
-    NATIONAL_CODES,
     NO_MARK,
     NOT_POSSIBLE,
     PRESENT_CLASSES,
@@ -50,49 +52,55 @@ def trailing_absence_in(expr: str) -> str:
     return count_classes(tail, ABSENCE_RETURN_CLASSES)
 
 
-CODE_CLASS_SQL = (
-    "CASE code "
-    + " ".join(f"WHEN {_quote(c.code)} THEN {_quote(c.cls)}" for c in NATIONAL_CODES.values())
-    + " END"
-)
-
-_MARKS_SQL = " || ".join(
-    f"COALESCE(MAX(CASE WHEN slot = {i} THEN cls END), '{NO_MARK}')" for i in range(SLOTS)
-)
-
-_WEEK_COLUMNS = (
-    "pupil_id, week_start, marks, possible, present, authorised, illness, unauthorised, "
-    "unexplained, late, trailing_absence, breaks_absence_run"
-)
-
-
-def rebuild_weeks_sql(affected_table: str) -> tuple[str, str]:
-    """Two statements that rebuild the weeks listed in `affected_table`
-    (pupil_id, week_start) from RegisterMark: delete, then insert."""
-    delete = (
-        f"DELETE FROM registerweek WHERE EXISTS (SELECT 1 FROM {affected_table} a "
-        "WHERE a.pupil_id = registerweek.pupil_id AND a.week_start = registerweek.week_start)"
+@lru_cache(maxsize=1 << 16)
+def week_counts(marks: str) -> tuple[int, int, int, int, int, int, int, int, bool]:
+    """The count columns of RegisterWeek for a week's `marks`, in column order after
+    `marks`. Cached: most weeks of most pupils look alike."""
+    present = sum(marks.count(c) for c in PRESENT_CLASSES)
+    authorised = sum(marks.count(c) for c in AUTHORISED_CLASSES)
+    tail = marks[len(marks.rstrip(_RUN_NEUTRAL)) :]
+    return (
+        len(marks) - marks.count(NO_MARK) - marks.count(NOT_POSSIBLE),
+        present,
+        authorised,
+        marks.count(ILLNESS),
+        sum(marks.count(c) for c in UNAUTHORISED_CLASSES),
+        marks.count(UNEXPLAINED),
+        sum(marks.count(c) for c in LATE_CLASSES),
+        sum(tail.count(c) for c in ABSENCE_RETURN_CLASSES),
+        present + authorised > 0,
     )
-    insert = f"""
-        INSERT INTO registerweek ({_WEEK_COLUMNS})
-        SELECT pupil_id, week_start, marks,
-            {possible_in("marks")},
-            {count_classes("marks", PRESENT_CLASSES)},
-            {count_classes("marks", AUTHORISED_CLASSES)},
-            {count_classes("marks", ILLNESS)},
-            {count_classes("marks", UNAUTHORISED_CLASSES)},
-            {count_classes("marks", UNEXPLAINED)},
-            {count_classes("marks", LATE_CLASSES)},
-            {trailing_absence_in("marks")},
-            {count_classes("marks", PRESENT_CLASSES + AUTHORISED_CLASSES)} > 0
-        FROM (
-            SELECT m.pupil_id, m.week_start, {_MARKS_SQL} AS marks
-            FROM (
-                SELECT r.pupil_id, r.week_start, r.slot, {CODE_CLASS_SQL} AS cls
-                FROM registermark r JOIN {affected_table} a
-                  ON a.pupil_id = r.pupil_id AND a.week_start = r.week_start
-            ) m
-            GROUP BY m.pupil_id, m.week_start
-        ) w
-    """
-    return delete, insert
+
+
+_RUN_NEUTRAL = ABSENCE_RETURN_CLASSES + NO_MARK + NOT_POSSIBLE
+EMPTY_WEEK = NO_MARK * SLOTS
+
+UPSERT_WEEK_SQL = """
+    INSERT INTO registerweek (pupil_id, week_start, marks, possible, present, authorised,
+        illness, unauthorised, unexplained, late, trailing_absence, breaks_absence_run)
+    VALUES (:pupil_id, :week_start, :marks, :possible, :present, :authorised, :illness,
+        :unauthorised, :unexplained, :late, :trailing_absence, :breaks_absence_run)
+    ON CONFLICT (pupil_id, week_start) DO UPDATE SET marks = excluded.marks,
+        possible = excluded.possible, present = excluded.present,
+        authorised = excluded.authorised, illness = excluded.illness,
+        unauthorised = excluded.unauthorised, unexplained = excluded.unexplained,
+        late = excluded.late, trailing_absence = excluded.trailing_absence,
+        breaks_absence_run = excluded.breaks_absence_run
+"""
+_COUNT_COLUMNS = (
+    "possible",
+    "present",
+    "authorised",
+    "illness",
+    "unauthorised",
+    "unexplained",
+    "late",
+    "trailing_absence",
+    "breaks_absence_run",
+)
+
+
+def week_values(pupil_id: int, week_start, marks: str) -> dict:
+    """One RegisterWeek row as bind values for UPSERT_WEEK_SQL."""
+    values = dict(zip(_COUNT_COLUMNS, week_counts(marks), strict=True))
+    return {"pupil_id": pupil_id, "week_start": week_start, "marks": marks, **values}

@@ -6,18 +6,24 @@ nothing. A mark that differs from the stored one becomes an amendment that keeps
 original entry, with its reason and author, as the 2024 regulations require.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from sqlalchemy import Column, Date, Integer, MetaData, Table, bindparam, insert, text, update
+from sqlalchemy import bindparam, insert, text, update
 from sqlmodel import Session, select
 
-from figures.register_week import rebuild_weeks_sql, slot_of
+from figures.register_week import EMPTY_WEEK, UPSERT_WEEK_SQL, slot_of, week_values
 from models.calendar import SchoolCalendar, load_calendar, week_start
 from models.codes import NATIONAL_CODES, UnknownCodeError
-from models.tables import ImportBatch, MarkAmendment, Pupil, RegisterMark
-from models.tables import RegisterSession
+from models.tables import (
+    ImportBatch,
+    MarkAmendment,
+    Pupil,
+    RegisterMark,
+    RegisterSession,
+    RegisterWeek,
+)
 
 __all__ = [
     "ImportRefused",
@@ -26,7 +32,7 @@ __all__ = [
     "Progress",
     "SchoolCalendar",
     "load_calendar",
-    "rebuild_weeks",
+    "update_weeks",
     "store_marks",
 ]
 
@@ -70,27 +76,31 @@ class ImportRefused(Exception):
         return "\n".join(lines)
 
 
-_affected_weeks = Table(
-    "affected_week",
-    MetaData(),
-    Column("pupil_id", Integer, primary_key=True),
-    Column("week_start", Date, primary_key=True),
-    prefixes=["TEMPORARY"],
-)
-
-
-def rebuild_weeks(*, session: Session, weeks: Iterable[tuple[int, date]]) -> None:
-    """Rebuild the compact weekly register for these (pupil_id, week_start) pairs."""
-    connection = session.connection()
-    _affected_weeks.create(connection, checkfirst=True)
-    connection.execute(_affected_weeks.delete())
-    rows = [{"pupil_id": p, "week_start": w} for p, w in set(weeks)]
-    if not rows:
+def update_weeks(*, session: Session, school_id: int, marks: Sequence[dict]) -> None:
+    """Write these marks (RegisterMark values) into the school's weekly register rows."""
+    if not marks:
         return
-    connection.execute(_affected_weeks.insert(), rows)
-    for statement in rebuild_weeks_sql(_affected_weeks.name):
-        connection.execute(text(statement))
-    connection.execute(_affected_weeks.delete())
+    weeks = sorted({m["week_start"] for m in marks})
+    week = RegisterWeek.__table__
+    stored = {
+        (pupil_id, start): text_
+        for pupil_id, start, text_ in session.connection().execute(
+            select(week.c.pupil_id, week.c.week_start, week.c.marks)
+            .join(Pupil, Pupil.id == week.c.pupil_id)
+            .where(Pupil.school_id == school_id, week.c.week_start.in_(weeks))
+        )
+    }
+    patched: dict[tuple[int, date], list[str]] = {}
+    for m in marks:
+        key = (m["pupil_id"], m["week_start"])
+        slots = patched.get(key)
+        if slots is None:
+            slots = patched[key] = list(stored.get(key, EMPTY_WEEK))
+        slots[m["slot"]] = NATIONAL_CODES[m["code"]].cls
+    session.connection().execute(
+        text(UPSERT_WEEK_SQL),
+        [week_values(p, w, "".join(slots)) for (p, w), slots in patched.items()],
+    )
 
 
 def store_marks(
@@ -226,10 +236,11 @@ def store_marks(
         if progress:
             progress(total, total)
 
-    rebuild_weeks(
+    update_weeks(
         session=session,
-        weeks=[(m["pupil_id"], m["week_start"]) for m in new_marks]
-        + [(pupils[row.upn], week_start(row.day)) for row, _ in changes],
+        school_id=school_id,
+        marks=new_marks
+        + [_mark_values(row, pupils[row.upn], recorded_by, now) for row, _ in changes],
     )
     result = ImportResult(
         rows=len(rows), added=len(new_marks), amended=len(changes), unchanged=unchanged

@@ -194,3 +194,26 @@ class ThresholdCrossing(SQLModel, table=True):
     on_day: date
     value: float | None = None
     recorded_at: datetime
+
+
+class ChronologyEntry(SQLModel, table=True):
+    """One dated entry in a pupil's chronology: every contact, letter, meeting, decision
+    and step, the evidence a court or the LA asks for.
+
+    `key` makes writing an entry idempotent: the step that writes it names it uniquely
+    (for example the workflow ID and the step), so a retried activity writes it once.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    case_id: str | None = Field(default=None, index=True)  # the workflow ID, if any
+    on_day: date  # the school day it concerns
+    at: datetime  # when it was recorded
+    kind: str  # letter | call | text | email | visit | meeting | decision | stage | ...
+    summary: str
+    actor: str = ""  # who did it (a member of staff, "engine", the LA)
+    role: str = ""
+    stage: str = ""  # the case's stage at the time, if any
+    detail: str = ""  # JSON with anything else worth keeping
