@@ -217,3 +217,90 @@ class ChronologyEntry(SQLModel, table=True):
     role: str = ""
     stage: str = ""  # the case's stage at the time, if any
     detail: str = ""  # JSON with anything else worth keeping
+
+
+class StaffTask(SQLModel, table=True):
+    """Something a member of staff must do for a case: a call, a visit, a meeting."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    case_id: str = Field(index=True)
+    kind: str  # call_parents | home_visit | calling_card | meeting | decision | ...
+    summary: str
+    role: str  # who it falls to: office | attendance_officer | headteacher | dsl
+    due_at: datetime
+    status: str = "open"  # open | done | cancelled
+    created_at: datetime
+    closed_at: datetime | None = None
+
+
+class CaseRecord(SQLModel, table=True):
+    """Where each case stands, kept by the workflows for lists and pages (Temporal is the
+    system of record; this is its projection for queries across many cases)."""
+
+    case_id: str = Field(primary_key=True)  # the workflow ID
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    kind: str  # absence_episode | attendance_case
+    status: str  # open | paused | closed
+    stage: str = ""
+    next_action: str = ""
+    next_due: datetime | None = None
+    opened_on: date
+    updated_at: datetime
+    closed_reason: str = ""
+
+
+class LegalDecision(SQLModel, table=True):
+    """A decision the headteacher must record: consider a penalty notice, countersign a
+    formal warning, refer for prosecution. Recorded either way, with a reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    case_id: str = Field(index=True)
+    kind: str  # penalty_notice | formal_warning | prosecution_referral | ...
+    asked_on: date
+    due_on: date
+    status: str = "awaiting"  # awaiting | approved | declined
+    decided_on: date | None = None
+    decided_by: str = ""
+    reason: str = ""
+
+
+class PenaltyNotice(SQLModel, table=True):
+    """The penalty-notice ledger, per parent: the 3-year count is across all their
+    children and schools, so it is keyed by the parent (contact), not the case."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    school_id: int = Field(foreign_key="school.id")
+    case_id: str
+    requested_on: date
+    issued_on: date | None = None
+    sequence: int  # 1st, 2nd within 3 years (a 3rd is a prosecution referral instead)
+    amount: int  # pounds, before any reduction
+    reduced_amount: int | None = None  # if paid within the reduction period
+    outcome: str = "requested"  # requested | issued | paid_reduced | paid | unpaid | withdrawn
+    outcome_on: date | None = None
+
+
+class LAReturn(SQLModel, table=True):
+    """An entry for a return to the local authority (attendance, sickness, deletion) or
+    a referral (child missing education)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    school_id: int = Field(foreign_key="school.id", index=True)
+    pupil_id: int = Field(foreign_key="pupil.id", index=True)
+    case_id: str = ""
+    kind: str  # attendance_return | sickness_return | cme_referral | missing_persons | ...
+    raised_on: date
+    figure: float | None = None
+    summary: str = ""
+    status: str = "due"  # due | sent
