@@ -4,6 +4,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import sys
 import time
 from datetime import date
 
@@ -29,7 +30,8 @@ app.command("demo-data", help="Generate demo schools, pupils and register histor
     demo_cli.demo_data
 )
 
-console = Console()
+# Wide enough for the figures table when the output is a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 220)
 
 
 def engine() -> Engine:
@@ -76,6 +78,7 @@ def figures(
         )
         pupils = {p.id: p for p in session.exec(select(Pupil).where(Pupil.school_id == found.id))}
     holding = {f.pupil_id: policy.thresholds_holding(f) for f in rows}
+    summary = school_summary(rows)
     if flagged:
         rows = [f for f in rows if holding[f.pupil_id]]
     if as_json:
@@ -129,11 +132,10 @@ def figures(
             ", ".join(holding[f.pupil_id]),
         )
     console.print(table)
-    everyone = compute_summary(rows)
-    console.print(everyone)
+    console.print(summary)
 
 
-def compute_summary(rows) -> str:
+def school_summary(rows) -> str:
     possible = sum(f.possible_year for f in rows)
     present = sum(f.present_year for f in rows)
     pa = sum(f.persistent_absence for f in rows)

@@ -1,8 +1,8 @@
 """Absence episode: one per run of unexplained absence, from the first day's call to
 contact, return, or a referral as a child missing education.
 
-Started by the register-close sweep with signal-with-start (ID `absence-<pupil id>`), then
-told each school day what the register says. The school's procedure arrives in the input,
+Started by the register-close sweep with signal-with-start (ID `absence-<pupil id>-<first
+day>`, which is also its case ID), then told each school day what the register says. The school's procedure arrives in the input,
 taken from its policy when the episode starts, so editing a policy never changes the
 history of an episode already running.
 """
@@ -379,7 +379,7 @@ class AbsenceEpisode:
     # Helpers ------------------------------------------------------------------------------
 
     def _case_id(self) -> str:
-        return workflow.info().workflow_id + "/" + (self.state.first_day or "start")
+        return workflow.info().workflow_id
 
     def _today(self) -> str:
         return workflow.now().astimezone(self.utc_offset).date().isoformat()
