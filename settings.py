@@ -37,10 +37,19 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool | None = None  # None: upgrade when the server offers STARTTLS
     smtp_tls: bool = False  # TLS from the first byte (usually port 465)
+    smtp_ca_file: Path | None = None  # a private CA's certificate (PEM), e.g. an LA's relay
     smtp_timeout_seconds: float = 30.0
     smtp_connections: int = 4  # connections kept open and reused
     smtp_attempts: int = 4  # per recipient, before the letter falls back to post
     smtp_backoff_seconds: float = 2.0  # doubled after each failed attempt
+
+    # The web app for school staff (ATTEND_WEB_HOST, ATTEND_WEB_PORT, ...).
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    web_session_hours: float = 12.0  # a sign-in lasts at most this long (a school day)
+    web_idle_minutes: float = 120.0  # and ends after this long without a page
+    web_secure_cookies: bool = False  # set behind HTTPS: cookies only over TLS
+    web_demo_accounts_file: Path = VAR / "demo-accounts.txt"  # `attend web user demo` writes it
 
 
 @lru_cache

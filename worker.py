@@ -12,22 +12,29 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.cases import CaseActivities
+from activities.cases import CaseActivities, CasePolicyActivities
+from activities.letters import build_letter_activities
 from activities.sweep import SweepActivities
 from database import make_engine, session_factory
 from schedules import sync_schedules
 from settings import Settings, get_settings
+from workflows.case import AttendanceCase
 from workflows.episode import AbsenceEpisode
 from workflows.sweep import RegisterCloseSweep
 
-WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode]
+WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode, AttendanceCase]
 
 
-def build_worker(client: Client, *, engine: Engine, task_queue: str) -> Worker:
+def build_worker(
+    client: Client, *, engine: Engine, task_queue: str, settings: Settings | None = None
+) -> Worker:
     """The worker with every workflow and activity, its dependencies built once here."""
+    settings = settings or get_settings()
     sessions = session_factory(engine)
     sweep = SweepActivities(sessions)
     cases = CaseActivities(sessions)
+    case_reads = CasePolicyActivities(sessions)
+    letters = build_letter_activities(settings, engine)
     return Worker(
         client,
         task_queue=task_queue,
@@ -38,6 +45,10 @@ def build_worker(client: Client, *, engine: Engine, task_queue: str) -> Worker:
             cases.amend_register,
             cases.request_penalty_notice,
             cases.record_penalty_outcome,
+            case_reads.load_case_policy,
+            case_reads.review_figures,
+            case_reads.review_day,
+            *letters.all,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
     )
@@ -47,7 +58,8 @@ async def run_worker(settings: Settings) -> None:
     client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     engine = make_engine(settings.database_url)
     await sync_schedules(client, engine=engine, task_queue=settings.task_queue)
-    await build_worker(client, engine=engine, task_queue=settings.task_queue).run()
+    worker = build_worker(client, engine=engine, task_queue=settings.task_queue, settings=settings)
+    await worker.run()
 
 
 if __name__ == "__main__":

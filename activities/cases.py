@@ -8,6 +8,7 @@ retried activity writes nothing twice.
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, update
 from sqlmodel import Session, select
@@ -24,6 +25,7 @@ from models.tables import (
     PenaltyNotice,
     Pupil,
     RegisterMark,
+    School,
     StaffTask,
 )
 
@@ -142,8 +144,18 @@ class PenaltyOutcomeInput:
     on_day: str
 
 
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def _dt(text: str | None, zone: ZoneInfo) -> datetime | None:
+    """An ISO datetime; a naive one is the school's local time."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+
+
+def _school_zone(session: Session, school_id: int) -> ZoneInfo:
+    from policies import load_policy
+
+    return ZoneInfo(load_policy(session.get(School, school_id).policy).timezone)
 
 
 class CaseActivities:
@@ -155,6 +167,7 @@ class CaseActivities:
         """Write one step of a case: idempotent, all or nothing."""
         now = datetime.now(UTC)
         with self.session_factory() as session, session.begin():
+            zone = _school_zone(session, update_.school_id)
             record = session.get(CaseRecord, update_.case_id)
             if record is None:
                 record = CaseRecord(
@@ -167,7 +180,7 @@ class CaseActivities:
                     updated_at=now,
                 )
             record.status, record.stage = update_.status, update_.stage
-            record.next_action, record.next_due = update_.next_action, _dt(update_.next_due)
+            record.next_action, record.next_due = update_.next_action, _dt(update_.next_due, zone)
             record.closed_reason, record.updated_at = update_.closed_reason, now
             session.add(record)
             existing = _existing_keys(session, update_)
@@ -207,7 +220,7 @@ class CaseActivities:
                             kind=task.kind,
                             summary=task.summary,
                             role=task.role,
-                            due_at=datetime.fromisoformat(task.due_at),
+                            due_at=_dt(task.due_at, zone),
                             created_at=now,
                         )
                     )
@@ -377,3 +390,216 @@ def _existing_keys(session: Session, update_: CaseUpdate) -> set[str]:
     for table in (ChronologyEntry, StaffTask, LAReturn, LegalDecision):
         found |= set(session.exec(select(table.key).where(table.key.in_(keys))).all())
     return found
+
+
+# The school's policy as the case workflow carries it ------------------------------------
+
+
+@dataclass
+class CaseStage:
+    id: str
+    name: str
+    enter_when: list[str] = field(default_factory=list)
+    letter: str | None = None
+    variants: list[tuple[str | None, str]] = field(default_factory=list)  # (threshold, letter)
+    text_message: str | None = None
+    meeting_led_by: str | None = None
+    meeting_purpose: str = ""
+    invite_la_officer: bool = False
+    tasks: list[str] = field(default_factory=list)
+    attendance_contract: bool = False
+    monitoring_weeks: int | None = None
+    monitoring_school_weeks: int | None = None
+    on_no_improvement: str | None = None
+    on_improvement: str | None = None  # a stage id or "close"
+    positive_letter: str | None = None
+    approver: str | None = None
+    legal_step: str = "none"
+    notify: list[str] = field(default_factory=list)
+    staff_decision: bool = False
+
+
+@dataclass
+class CaseLadder:
+    id: str
+    name: str
+    stages: list[CaseStage]
+    review_months: list[int] = field(default_factory=list)
+
+    def stage(self, stage_id: str) -> CaseStage:
+        return next(s for s in self.stages if s.id == stage_id)
+
+    def index(self, stage_id: str) -> int:
+        return next(i for i, s in enumerate(self.stages) if s.id == stage_id)
+
+
+@dataclass
+class CasePolicy:
+    """What the attendance case needs of the school's policy, taken when the case starts so
+    that editing the policy never changes the history of a running case."""
+
+    school_name: str
+    ladders: list[CaseLadder]
+    pauses: dict[str, str]  # reason -> role that agrees it
+    approvers: list[str]  # roles that may decide legal steps
+    penalty_amounts: list[int]  # by sequence within the repeat period: first, second
+    penalty_reduced_first: int
+    penalty_repeat_years: int
+    penalty_pay_within_days: int
+    decision_reminder_days: int
+    meeting_reminder_days: int
+    meeting_escalate_days: int
+    own_penalty_notice_ladder: bool = True
+    la_advice_role: str | None = None
+
+
+@dataclass
+class LoadCasePolicyInput:
+    school_id: int
+
+
+@dataclass
+class ReviewInput:
+    school_id: int
+    pupil_id: int
+    as_of: str
+    since: str  # the day the stage began
+
+
+@dataclass
+class ReviewFigures:
+    as_of: str
+    rate_year: float | None
+    rate_since: float | None  # attendance from `since` to `as_of`
+    rate_at_start: float | None  # the year's rate on the day the stage began
+    holding: list[str]
+
+
+@dataclass
+class ReviewDayInput:
+    school_id: int
+    start: str
+    school_weeks: int
+
+
+def case_policy(policy) -> CasePolicy:
+    """The workflow's copy of a SchoolPolicy (models.policy)."""
+    ladders = []
+    for ladder in policy.ladders:
+        stages = []
+        for s in ladder.stages:
+            variants = sorted(
+                ((v.when, v.letter) for v in s.variants.values() if v.letter),
+                key=lambda v: v[0] is None,  # the variant with no condition is the default
+            )
+            stages.append(
+                CaseStage(
+                    id=s.id,
+                    name=s.name,
+                    enter_when=list(s.enter_when),
+                    letter=s.letter,
+                    variants=variants,
+                    text_message=s.text_message,
+                    meeting_led_by=s.meeting.led_by.value if s.meeting else None,
+                    meeting_purpose=(s.meeting.purpose or "") if s.meeting else "",
+                    invite_la_officer=bool(s.meeting and s.meeting.invite_la_officer),
+                    tasks=list(s.tasks),
+                    attendance_contract=s.attendance_contract,
+                    monitoring_weeks=s.monitoring_weeks,
+                    monitoring_school_weeks=s.monitoring_school_weeks,
+                    on_no_improvement=s.on_no_improvement,
+                    on_improvement=s.on_improvement,
+                    positive_letter=s.positive_letter,
+                    approver=s.requires_approval_by.value if s.requires_approval_by else None,
+                    legal_step=s.legal_step.value,
+                    notify=[n.value for n in s.notify],
+                    staff_decision=s.staff_decision,
+                )
+            )
+        months = sorted({m for point in ladder.review_points for m in point.months[:1]})
+        ladders.append(CaseLadder(ladder.id, ladder.name, stages, months))
+    penalty = policy.national.penalty_notice
+    amounts = [penalty.amount_pounds, penalty.second_notice_amount_pounds]
+    reminders = policy.case_reminders
+    return CasePolicy(
+        school_name=policy.school.name,
+        ladders=ladders,
+        pauses={p.reason.value: p.agreed_by.value for p in policy.pauses},
+        approvers=sorted({role for role in policy.approvals.values()} | {"headteacher"}),
+        penalty_amounts=amounts[: penalty.notices_before_prosecution],
+        penalty_reduced_first=penalty.reduced_amount_pounds,
+        penalty_repeat_years=penalty.repeat_period_years,
+        penalty_pay_within_days=penalty.pay_within_days,
+        decision_reminder_days=reminders.decision_overdue_days,
+        meeting_reminder_days=reminders.meeting_outcome_overdue_days,
+        meeting_escalate_days=reminders.meeting_outcome_escalate_days,
+        own_penalty_notice_ladder=policy.enforcement.own_penalty_notice_ladder,
+        la_advice_role=(
+            policy.enforcement.seeks_la_advice.value if policy.enforcement.seeks_la_advice else None
+        ),
+    )
+
+
+class CasePolicyActivities:
+    """Reads for the case workflow: its policy, and the figures a review judges."""
+
+    def __init__(self, session_factory: SessionFactory):
+        self.session_factory = session_factory
+
+    @activity.defn
+    def load_case_policy(self, input: LoadCasePolicyInput) -> CasePolicy:
+        from models.tables import School
+        from policies import load_policy
+
+        with self.session_factory() as session:
+            school = session.get(School, input.school_id)
+            return case_policy(load_policy(school.policy))
+
+    @activity.defn
+    def review_figures(self, input: ReviewInput) -> ReviewFigures:
+        from figures.compute import compute_figures
+        from models.codes import NATIONAL_CODES
+        from models.tables import School
+        from policies import load_policy
+
+        as_of, since = date.fromisoformat(input.as_of), date.fromisoformat(input.since)
+        with self.session_factory() as session:
+            policy = load_policy(session.get(School, input.school_id).policy)
+            rules = policy.figure_rules()
+
+            def figures_on(day: date):
+                found = compute_figures(
+                    session=session, school_id=input.school_id, as_of=day, rules=rules
+                )
+                return next((f for f in found if f.pupil_id == input.pupil_id), None)
+
+            now, start = figures_on(as_of), figures_on(since - timedelta(days=1))
+            codes = session.exec(
+                select(RegisterMark.code).where(
+                    RegisterMark.pupil_id == input.pupil_id,
+                    RegisterMark.day >= since,
+                    RegisterMark.day <= as_of,
+                )
+            ).all()
+            possible = sum(NATIONAL_CODES[c].is_possible_session for c in codes)
+            present = sum(NATIONAL_CODES[c].counts_as_present for c in codes)
+            return ReviewFigures(
+                as_of=input.as_of,
+                rate_year=now.rate_year if now else None,
+                rate_since=round(100 * present / possible, 2) if possible else None,
+                rate_at_start=start.rate_year if start else None,
+                holding=policy.thresholds_holding(now) if now else [],
+            )
+
+    @activity.defn
+    def review_day(self, input: ReviewDayInput) -> str:
+        """The day `school_weeks` school weeks after `start` (holidays not counted)."""
+        from models.calendar import load_calendar, week_start
+
+        start = date.fromisoformat(input.start)
+        with self.session_factory() as session:
+            calendar = load_calendar(session=session, school_id=input.school_id)
+        later = [w for w in calendar.school_weeks if w > week_start(start)]
+        if len(later) >= input.school_weeks:
+            return (later[input.school_weeks - 1] + timedelta(days=start.weekday())).isoformat()
+        return (start + timedelta(weeks=input.school_weeks)).isoformat()

@@ -1,9 +1,11 @@
 """Every pupil's attendance figures as of a date: one set-based SQL statement per school.
 
 Date ranges (this year, this half-term, the rolling school weeks) are worked out in
-Python from the school's calendar; SQL then sums the compact weekly register, taking
-whole weeks from its count columns and the weeks at either edge of a range by counting
-characters of `marks`. Works the same on SQLite and PostgreSQL.
+Python from the school's calendar; SQL then sums the compact weekly register. One pass
+over each pupil's weeks sums the count columns of the weeks a range touches (one cheap
+comparison per range, none for a range that starts where the pass does); then, once per
+pupil, the sessions of a range's first and last week that fall outside it are taken off
+by counting characters of that week's `marks`. Works the same on SQLite and PostgreSQL.
 """
 
 from dataclasses import dataclass
@@ -12,13 +14,14 @@ from datetime import date, timedelta
 from sqlalchemy import text
 from sqlmodel import Session
 
+from figures.calendars import school_calendar
 from figures.register_week import (
     SLOTS,
     count_classes,
     possible_in,
     trailing_absence_in,
 )
-from models.calendar import SchoolCalendar, load_calendar, week_start
+from models.calendar import SchoolCalendar, week_start
 from models.codes import (
     ABSENCE_RETURN_CLASSES,
     AUTHORISED_CLASSES,
@@ -30,9 +33,11 @@ from models.codes import (
 )
 from models.figures import FigureRules, PupilFigures
 
-# Which count column of RegisterWeek holds each class set for a whole week.
+POSSIBLE = "possible"
+
+# The count column of RegisterWeek holding each class set for a whole week.
 _COLUMNS = {
-    "possible": None,
+    POSSIBLE: "possible",
     PRESENT_CLASSES: "present",
     AUTHORISED_CLASSES: "authorised",
     ILLNESS: "illness",
@@ -66,30 +71,9 @@ def _last_slot(day: date) -> int:
     return min(day.weekday() * 2 + 2, SLOTS)
 
 
-def range_sum(classes: str, span: DateRange) -> str:
-    """SQL summing, over a pupil's weeks, the sessions in `span` whose class is in
-    `classes` (or "possible" for possible sessions)."""
-    if span.empty:
-        return "0"
-
-    def count(expr: str) -> str:
-        return possible_in(expr) if classes == "possible" else count_classes(expr, classes)
-
-    column = "possible" if classes == "possible" else _COLUMNS[classes]
-    first_week, last_week = week_start(span.first), week_start(span.last)
-    start, end = _first_slot(span.first), _last_slot(span.last)
-    if first_week == last_week:
-        return (
-            f"SUM(CASE WHEN w.week_start = {_lit(first_week)} "
-            f"THEN {count(f'substr(w.marks, {start}, {max(end - start + 1, 0)})')} ELSE 0 END)"
-        )
-    return (
-        f"SUM(CASE WHEN w.week_start > {_lit(first_week)} AND w.week_start < {_lit(last_week)}"
-        f" THEN w.{column}"
-        f" WHEN w.week_start = {_lit(first_week)} THEN {count(f'substr(w.marks, {start})')}"
-        f" WHEN w.week_start = {_lit(last_week)} THEN {count(f'substr(w.marks, 1, {end})')}"
-        " ELSE 0 END)"
-    )
+def _count(classes: str, expr: str) -> str:
+    """SQL counting the sessions of `expr` (a `marks` string) in `classes` or possible."""
+    return possible_in(expr) if classes == POSSIBLE else count_classes(expr, classes)
 
 
 @dataclass(frozen=True)
@@ -129,60 +113,121 @@ class FigureRanges:
         )
 
 
+class _Statement:
+    """The pieces of figures_sql: sums over each pupil's weeks from `first_week` to
+    `last_week` (the inner, grouped query `f`), and once per pupil the rows of the weeks
+    whose sessions are counted only in part (joined to `f` as e0, e1, ...)."""
+
+    def __init__(self, first_week: date, last_week: date):
+        self.first_week = first_week
+        self.last_week = last_week
+        self.sums: list[str] = []
+        self.weeks: dict[date, str] = {}
+
+    def week(self, day: date) -> str:
+        """The alias of the row of `day`'s week, joined once per pupil."""
+        return self.weeks.setdefault(week_start(day), f"e{len(self.weeks)}")
+
+    def inner(self, expr: str) -> str:
+        """Add an aggregate to the inner query; its column of `f`."""
+        self.sums.append(f"{expr} AS s{len(self.sums)}")
+        return f"f.s{len(self.sums) - 1}"
+
+    def range_sum(self, classes: str, span: DateRange) -> str:
+        """SQL for the sessions in `span` whose class is in `classes` (or POSSIBLE): the
+        weeks it touches, less their sessions before `span.first` and after `span.last`."""
+        if span.empty:
+            return "0"
+        first, last = week_start(span.first), week_start(span.last)
+        if first < self.first_week or last > self.last_week:
+            raise ValueError(f"{span} is outside the weeks summed")
+        bounds = []
+        if first > self.first_week:
+            bounds.append(f"w.week_start >= {_lit(first)}")
+        if last < self.last_week:
+            bounds.append(f"w.week_start <= {_lit(last)}")
+        column = f"w.{_COLUMNS[classes]}"
+        if bounds:
+            column = f"CASE WHEN {' AND '.join(bounds)} THEN {column} END"
+        expr = f"COALESCE({self.inner(f'SUM({column})')}, 0)"
+        start, end = _first_slot(span.first), _last_slot(span.last)
+        if start > 1:
+            before = _count(classes, f"substr({self.week(span.first)}.marks, 1, {start - 1})")
+            expr += f" - COALESCE({before}, 0)"
+        if end < SLOTS:
+            after = _count(classes, f"substr({self.week(span.last)}.marks, {end + 1})")
+            expr += f" - COALESCE({after}, 0)"
+        return expr
+
+
 def figures_sql(ranges: FigureRanges) -> str:
     """The one statement computing every pupil's figure sums for a school (:school_id)."""
     r = ranges
-    this_week = _lit(week_start(r.as_of))
-    partial = f"substr(w.marks, 1, {_last_slot(r.as_of)})"
-    partial_breaks = f"{count_classes(partial, PRESENT_CLASSES + AUTHORISED_CLASSES)} > 0"
-    return f"""
-    WITH w AS (
-        SELECT rw.* FROM registerweek rw JOIN pupil p ON p.id = rw.pupil_id
-        WHERE p.school_id = :school_id AND p.on_roll
-          AND rw.week_start >= {_lit(week_start(r.earliest))} AND rw.week_start <= {this_week}
-    ),
-    last_break AS (
-        SELECT w.pupil_id,
-            MAX(CASE WHEN w.week_start < {this_week} AND w.breaks_absence_run
-                THEN w.week_start END) AS week_start,
-            MAX(CASE WHEN w.week_start = {this_week} AND {partial_breaks}
-                THEN 1 ELSE 0 END) AS this_week
-        FROM w GROUP BY w.pupil_id
+    sql = _Statement(week_start(r.earliest), week_start(r.as_of))
+    figures = [
+        sql.range_sum(POSSIBLE, r.year),
+        sql.range_sum(PRESENT_CLASSES, r.year),
+        sql.range_sum(AUTHORISED_CLASSES, r.year),
+        sql.range_sum(UNAUTHORISED_CLASSES, r.year),
+        sql.range_sum(UNEXPLAINED, r.year),
+        sql.range_sum(ILLNESS, r.year),
+        sql.range_sum(POSSIBLE, r.half_term),
+        sql.range_sum(PRESENT_CLASSES, r.half_term),
+        sql.range_sum(POSSIBLE, r.short_window),
+        sql.range_sum(PRESENT_CLASSES, r.short_window),
+        sql.range_sum(POSSIBLE, r.rolling_window),
+        sql.range_sum(PRESENT_CLASSES, r.rolling_window),
+        sql.range_sum(UNAUTHORISED_CLASSES, r.rolling_window),
+        sql.range_sum(UNEXPLAINED, r.overdue_unexplained),
+        sql.range_sum(LATE_CLASSES, r.this_week),
+    ]
+    # The run of unauthorised absence back from as_of: within this week's sessions up to
+    # as_of if one of them breaks it; otherwise all of those, and the weeks back to the
+    # last week with a session that breaks it (its trailing absence only).
+    first, this = _lit(sql.first_week), _lit(sql.last_week)
+    last_break = sql.inner(
+        f"MAX(CASE WHEN w.breaks_absence_run AND w.week_start < {this} THEN w.week_start END)"
     )
-    SELECT p.id,
-        COALESCE({range_sum("possible", r.year)}, 0),
-        COALESCE({range_sum(PRESENT_CLASSES, r.year)}, 0),
-        COALESCE({range_sum(AUTHORISED_CLASSES, r.year)}, 0),
-        COALESCE({range_sum(UNAUTHORISED_CLASSES, r.year)}, 0),
-        COALESCE({range_sum(UNEXPLAINED, r.year)}, 0),
-        COALESCE({range_sum(ILLNESS, r.year)}, 0),
-        COALESCE({range_sum("possible", r.half_term)}, 0),
-        COALESCE({range_sum(PRESENT_CLASSES, r.half_term)}, 0),
-        COALESCE({range_sum("possible", r.short_window)}, 0),
-        COALESCE({range_sum(PRESENT_CLASSES, r.short_window)}, 0),
-        COALESCE({range_sum("possible", r.rolling_window)}, 0),
-        COALESCE({range_sum(PRESENT_CLASSES, r.rolling_window)}, 0),
-        COALESCE({range_sum(UNAUTHORISED_CLASSES, r.rolling_window)}, 0),
-        COALESCE({range_sum(UNEXPLAINED, r.overdue_unexplained)}, 0),
-        COALESCE({range_sum(LATE_CLASSES, r.this_week)}, 0),
-        COALESCE(CASE WHEN MAX(lb.this_week) = 1 THEN
-            SUM(CASE WHEN w.week_start = {this_week}
-                THEN {trailing_absence_in(partial)} ELSE 0 END)
-        ELSE
-            SUM(CASE
-                WHEN w.week_start = {this_week}
-                    THEN {count_classes(partial, ABSENCE_RETURN_CLASSES)}
-                WHEN lb.week_start IS NULL OR w.week_start > lb.week_start
-                    THEN w.unauthorised + w.unexplained
-                WHEN w.week_start = lb.week_start THEN w.trailing_absence
-                ELSE 0 END)
-        END, 0)
-    FROM pupil p
-    LEFT JOIN w ON w.pupil_id = p.id
-    LEFT JOIN last_break lb ON lb.pupil_id = p.id
-    WHERE p.school_id = :school_id AND p.on_roll
-    GROUP BY p.id
-    ORDER BY p.id
+    week = sql.week(r.as_of)
+    if _last_slot(r.as_of) == SLOTS:  # the whole week: its count columns say it
+        breaks = f"{week}.breaks_absence_run"
+        trailing = f"{week}.trailing_absence"
+        absent = f"{week}.unauthorised + {week}.unexplained"
+    else:
+        so_far = f"substr({week}.marks, 1, {_last_slot(r.as_of)})"
+        breaks = f"{count_classes(so_far, PRESENT_CLASSES + AUTHORISED_CLASSES)} > 0"
+        trailing = trailing_absence_in(so_far)
+        absent = count_classes(so_far, ABSENCE_RETURN_CLASSES)
+    figures.append(f"""CASE
+        WHEN {breaks} THEN {trailing}
+        ELSE COALESCE({absent}, 0) + COALESCE((
+            SELECT SUM(CASE WHEN t.week_start = {last_break} THEN t.trailing_absence
+                ELSE t.unauthorised + t.unexplained END)
+            FROM registerweek t
+            WHERE t.pupil_id = f.pupil_id AND t.week_start < {this}
+              AND t.week_start >= COALESCE({last_break}, {first})
+        ), 0) END""")
+    sums = ",\n            ".join(sql.sums)
+    weeks = "\n    ".join(
+        f"LEFT JOIN registerweek {alias} ON {alias}.pupil_id = f.pupil_id"
+        f" AND {alias}.week_start = {_lit(week)}"
+        for week, alias in sql.weeks.items()
+    )
+    columns = ",\n        ".join(figures)
+    return f"""
+    SELECT f.pupil_id,
+        {columns}
+    FROM (
+        SELECT p.id AS pupil_id,
+            {sums}
+        FROM pupil p
+        LEFT JOIN registerweek w ON w.pupil_id = p.id
+            AND w.week_start >= {first} AND w.week_start <= {this}
+        WHERE p.school_id = :school_id AND p.on_roll
+        GROUP BY p.id
+    ) f
+    {weeks}
+    ORDER BY f.pupil_id
     """
 
 
@@ -199,7 +244,7 @@ def compute_figures(
     calendar: SchoolCalendar | None = None,
 ) -> list[PupilFigures]:
     """Every pupil on the school's roll, with figures as of the end of `as_of`."""
-    calendar = calendar or load_calendar(session=session, school_id=school_id)
+    calendar = calendar or school_calendar(session, school_id)
     ranges = FigureRanges.for_day(calendar, as_of, rules)
     rows = session.connection().execute(text(figures_sql(ranges)), {"school_id": school_id})
     result = []

@@ -87,7 +87,8 @@ UPSERT_WEEK_SQL = """
         late = excluded.late, trailing_absence = excluded.trailing_absence,
         breaks_absence_run = excluded.breaks_absence_run
 """
-_COUNT_COLUMNS = (
+# The count columns of RegisterWeek, in the order week_counts gives them.
+WEEK_COLUMNS = (
     "possible",
     "present",
     "authorised",
@@ -98,9 +99,3 @@ _COUNT_COLUMNS = (
     "trailing_absence",
     "breaks_absence_run",
 )
-
-
-def week_values(pupil_id: int, week_start, marks: str) -> dict:
-    """One RegisterWeek row as bind values for UPSERT_WEEK_SQL."""
-    values = dict(zip(_COUNT_COLUMNS, week_counts(marks), strict=True))
-    return {"pupil_id": pupil_id, "week_start": week_start, "marks": marks, **values}

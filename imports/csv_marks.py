@@ -41,18 +41,26 @@ dates, UPNs, sessions and codes computed once per distinct value rather than per
 
 import codecs
 import csv
-import gc
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 from sqlmodel import Session
 
-from imports.marks import ImportRefused, ImportResult, MarkRow, Progress, store_marks
+from imports.marks import (
+    ImportRefused,
+    ImportResult,
+    MarkRow,
+    Progress,
+    paused_gc,
+    school_roll,
+    store_marks,
+)
 from models.codes import NATIONAL_CODES
 from models.tables import RegisterSession
 from models.upn import InvalidUPNError, validate_upn
@@ -118,6 +126,14 @@ def load_mapping(spec: "str | Path | MarkMapping") -> MarkMapping:
             f"no mapping {str(spec)!r}: give a preset ({', '.join(preset_names())}) "
             "or the path of a mapping file"
         )
+    stat = path.stat()
+    return _read_mapping(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=32)
+def _read_mapping(path: Path, mtime_ns: int, size: int) -> MarkMapping:
+    """A mapping file, read once per version of it: a day's imports for a local
+    authority use the same mapping for hundreds of files."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as error:
@@ -266,7 +282,7 @@ def import_marks_csv(
     """Parse, hash and store a marks CSV in the caller's transaction (see store_marks)."""
     path = Path(path)
     data = path.read_bytes()
-    rows = _parse(data, load_mapping(mapping), path.name)
+    rows = _parse(data, load_mapping(mapping), path.name, school_roll(session, school_id))
     return store_marks(
         session=session,
         school_id=school_id,
@@ -383,19 +399,16 @@ def _minutes(raw: str) -> tuple[int | None, str | None]:
     return minutes, None
 
 
-def _parse(data: bytes, mapping: MarkMapping, source: str) -> list[MarkRow]:
-    # Hundreds of thousands of small objects and no cycles: the cyclic garbage collector
-    # would only rescan them again and again (about a third of the time), so pause it.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _parse_text(_decode(data, source), mapping, source)
-    finally:
-        if enabled:
-            gc.enable()
+def _parse(
+    data: bytes, mapping: MarkMapping, source: str, roll: Iterable[str] = ()
+) -> list[MarkRow]:
+    """The file's marks. UPNs in `roll` (the school's, checked when each pupil was added)
+    are taken as they are; any other goes through the UPN check."""
+    with paused_gc():
+        return _parse_text(_decode(data, source), mapping, source, roll)
 
 
-def _parse_text(text: str, mapping: MarkMapping, source: str) -> list[MarkRow]:
+def _parse_text(text: str, mapping: MarkMapping, source: str, roll: Iterable[str]) -> list[MarkRow]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True)
     problems: list[str] = []
     header: list[str] | None = None
@@ -434,6 +447,7 @@ def _parse_text(text: str, mapping: MarkMapping, source: str) -> list[MarkRow]:
 
     width = len(header)
     lookups = _Lookups(mapping)
+    lookups.upns.update((upn, upn) for upn in roll)
     days, upns, sessions, codes = lookups.days, lookups.upns, lookups.sessions, lookups.codes
     out: list[MarkRow] = []
     add = problems.append

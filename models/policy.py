@@ -764,6 +764,15 @@ class Pause(Model):
     review_every_school_weeks: AtLeastOne | None = None
 
 
+class CaseReminders(Model):
+    """When the engine chases a step nobody has recorded. The engine's defaults; a school
+    may set its own."""
+
+    decision_overdue_days: AtLeastOne = 5  # a legal decision not recorded: remind the approver
+    meeting_outcome_overdue_days: AtLeastOne = 2  # after the meeting date: remind who led it
+    meeting_outcome_escalate_days: AtLeastOne = 5  # still nothing: tell the SAC
+
+
 class Enforcement(Model):
     """How legal steps happen: on the school's own ladder, or by asking the LA's advice."""
 
@@ -796,6 +805,7 @@ class SchoolPolicy(Model):
     ladders: list[Ladder] = Field(min_length=1)
     approvals: dict[LegalStep, Approver] = {}
     enforcement: Enforcement = Enforcement()
+    case_reminders: CaseReminders = CaseReminders()
     lateness: Lateness = Lateness()
     pauses: list[Pause] = []
     notes: list[str] = []

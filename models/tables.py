@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Column, UniqueConstraint
 from sqlalchemy import String as SAString
 from sqlmodel import Field, SQLModel
 
@@ -100,10 +100,10 @@ class RegisterMark(SQLModel, table=True):
     weekly register, so the weekly roll-up needs no date arithmetic in SQL.
     """
 
-    __table_args__ = (
-        UniqueConstraint("pupil_id", "day", "session"),
-        Index("ix_registermark_pupil_week", "pupil_id", "week_start"),
-    )
+    # The unique constraint's index, (pupil, day, session), is the one every reader of
+    # marks uses; nothing looks marks up by week (the weekly register is RegisterWeek),
+    # and each index more is another page written per pupil by every day's import.
+    __table_args__ = (UniqueConstraint("pupil_id", "day", "session"),)
     id: int | None = Field(default=None, primary_key=True)
     pupil_id: int = Field(foreign_key="pupil.id")
     day: date

@@ -6,8 +6,9 @@ Thu 3 Sep - Fri 23 Oct, Autumn 2 Mon 2 Nov - Fri 18 Dec with an INSET day on Fri
 Spring 1 starts Tue 5 Jan 2027; 2025/26 is there too, for windows that span years.
 """
 
+import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -18,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from database import make_engine
 from demo.calendar import add_calendar
 from models.tables import School
-from settings import temporal_cli
+from settings import Settings, temporal_cli
 
 
 @pytest.fixture
@@ -69,3 +70,43 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
 def task_queue() -> str:
     """Each test's worker polls its own task queue."""
     return f"test-{uuid.uuid4()}"
+
+
+class Mailbox:
+    """An aiosmtpd handler keeping every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture(scope="session")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback for the whole test session."""
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+@pytest.fixture
+def settings(tmp_path, mailbox) -> Settings:
+    """Settings for one test: its own letters folder, mail to the loopback server."""
+    _, port = mailbox
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'attend.db'}",
+        letters_dir=tmp_path / "letters",
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_starttls=False,
+        letters_pdf_processes=0,
+    )

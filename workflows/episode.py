@@ -2,9 +2,9 @@
 contact, return, or a referral as a child missing education.
 
 Started by the register-close sweep with signal-with-start (ID `absence-<pupil id>-<first
-day>`, which is also its case ID), then told each school day what the register says. The school's procedure arrives in the input,
-taken from its policy when the episode starts, so editing a policy never changes the
-history of an episode already running.
+day>`, which is also its case ID), then told each school day what the register says. The
+school's procedure arrives in the input, taken from its policy when the episode starts, so
+editing a policy never changes the history of an episode already running.
 """
 
 from dataclasses import dataclass, field

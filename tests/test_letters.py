@@ -1,0 +1,1051 @@
+"""Letters: templates for every preset, rendering to HTML and PDF, storage that can be
+rendered again, delivery through a real SMTP server on loopback (aiosmtpd), retries,
+fallback to post, print packs, the evidence pack and the preview command."""
+
+import asyncio
+import email
+import email.policy
+import io
+import json
+import shutil
+import socket
+import ssl
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pypdf
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from jinja2 import UndefinedError
+from sqlmodel import Session, select
+from temporalio import workflow
+from temporalio.client import WorkflowFailureError
+from temporalio.common import RetryPolicy
+from temporalio.testing import ActivityEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from typer.testing import CliRunner
+
+import letters.render as render_module
+from activities.letters import (
+    LetterActivities,
+    LetterRequest,
+    LetterResult,
+    PrintPackRequest,
+    build_letter_activities,
+)
+from cli import letters as letters_cli
+from figures.compute import compute_figures
+from letters.catalogue import LA, SPECS
+from letters.context import compulsory_school_age_from, compulsory_school_age_until
+from letters.pdf import PdfRenderer, html_to_pdf
+from letters.render import (
+    days,
+    html_to_text,
+    long_date,
+    long_datetime,
+    pct,
+    render,
+    render_from_sources,
+    render_text_message,
+    resolve_language,
+    sha256,
+    template_names,
+)
+from letters.samples import sample_context
+from letters.service import LetterService
+from models.letters import Letter, LetterTemplateVersion, Outbox
+from models.tables import ChronologyEntry, Contact
+from policies import list_presets, load_policy
+from settings import Settings
+from tests.conftest import add_school
+from tests.registers import add_pupil, both, register
+
+TODAY = date(2026, 11, 25)
+AS_OF = "2026-11-24"
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps what it accepts and can misbehave on request."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list = []
+        self.drop_next = 0  # close the connection during DATA, before accepting
+        self.defer_next = 0  # answer DATA with 451 (try again later)
+        self.peers: set = set()  # client connections (address and port)
+
+    @property
+    def sessions(self) -> int:
+        return len(self.peers)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.peers.add(session.peer)
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        if self.drop_next:
+            self.drop_next -= 1
+            server.transport.close()
+            return "451 4.3.0 connection dropped"
+        if self.defer_next:
+            self.defer_next -= 1
+            return "451 4.3.0 Try again later"
+        self.envelopes.append(envelope)
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def smtp():
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    mailbox.port = controller.port
+    try:
+        yield mailbox
+    finally:
+        controller.stop()
+
+
+def settings_for(tmp_path: Path, port: int, **overrides) -> Settings:
+    values = dict(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_from="attendance@attend.example",
+        smtp_attempts=3,
+        smtp_backoff_seconds=0.01,
+        smtp_timeout_seconds=5,
+        letters_pdf_processes=0,
+        letters_dir=tmp_path / "letters",
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+def make_service(engine, settings: Settings, **kwargs) -> LetterService:
+    kwargs.setdefault("sleep", Sleeps())
+    return LetterService(settings, engine, today=lambda zone: TODAY, **kwargs)
+
+
+@pytest.fixture
+async def service(engine, smtp, tmp_path):
+    service = make_service(engine, settings_for(tmp_path, smtp.port))
+    yield service
+    await service.close()
+
+
+def add_family(
+    engine,
+    *,
+    policy: str = "all-saints",
+    urn: str = "145873",
+    serial: int = 1,
+    forename: str = "Maisie",
+    surname: str = "Whitlock",
+    parents: tuple[dict, ...] | None = None,
+) -> tuple[int, int]:
+    """A school on `policy`, a pupil with an autumn of register (two days absent without
+    authorisation, one day ill) and parents with parental responsibility."""
+    with Session(engine, expire_on_commit=False) as session:
+        from models.tables import School
+
+        school = session.exec(select(School).where(School.urn == urn)).first()
+        if school is None:
+            school = add_school(session, urn=urn, policy=policy)
+        pupil = add_pupil(session, school.id, serial)
+        pupil.forename, pupil.surname = forename, surname
+        session.add(pupil)
+        register(
+            session,
+            school.id,
+            pupil,
+            "2026-09-03",
+            AS_OF,
+            both("2026-11-10", "O") | both("2026-11-11", "O") | both("2026-11-12", "I"),
+        )
+        if parents is None:
+            parents = (
+                dict(
+                    title="Mrs",
+                    forename="Jane",
+                    surname=surname,
+                    relationship="Mother",
+                    email=f"jane.{serial}@example.org",
+                    preferred_channel="email",
+                ),
+                dict(
+                    title="Mr",
+                    forename="Tom",
+                    surname=surname,
+                    relationship="Father",
+                    email="",
+                    preferred_channel="post",
+                ),
+            )
+        for priority, parent in enumerate(parents, start=1):
+            values = dict(address="4 Mill Lane\nLeek", postcode=f"ST13 {serial}AB") | parent
+            session.add(Contact(pupil_id=pupil.id, priority=priority, **values))
+        session.commit()
+        return school.id, pupil.id
+
+
+def pdf_text(pdf: bytes) -> str:
+    reader = pypdf.PdfReader(io.BytesIO(pdf))
+    return "\n".join(page.extract_text() for page in reader.pages)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def rows(engine, model, *where):
+    with Session(engine) as session:
+        return session.exec(select(model).where(*where)).all()
+
+
+async def send(service: LetterService, school_id: int, pupil_id: int, **kwargs):
+    kwargs.setdefault("template", "all_saints/stage_1b")
+    kwargs.setdefault("key", "case-1/stage_1/letter")
+    kwargs.setdefault("as_of", AS_OF)
+    return await service.send(school_id=school_id, pupil_id=pupil_id, **kwargs)
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def _policy_letters(policy) -> set[str]:
+    names: set[str] = set()
+    for ladder in policy.ladders:
+        if ladder.september_letter:
+            names.add(ladder.september_letter)
+        for stage in ladder.stages:
+            names.update(n for n in (stage.letter, stage.positive_letter) if n)
+            names.update(v.letter for v in stage.variants.values() if v.letter)
+    return names
+
+
+def test_templates_and_catalogue_agree():
+    assert set(template_names()) == set(SPECS)
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_letter_a_policy_names_has_a_template(preset):
+    policy = load_policy(preset)
+    for name in _policy_letters(policy):
+        assert name in SPECS, f"{preset} names {name}, which has no template"
+    for ladder in policy.ladders:
+        for stage in ladder.stages:
+            if stage.text_message:
+                context = sample_context(policy, "springbank/stage_1")
+                text = render_text_message(stage.text_message, context)
+                assert context["pupil"]["forename"] in text and len(text) <= 160
+
+
+@pytest.mark.parametrize("preset", list_presets())
+@pytest.mark.parametrize("template", sorted(SPECS))
+def test_every_template_renders_for_every_preset(preset, template):
+    """StrictUndefined: a missing value fails; with all the example data and with only
+    the data the letter needs."""
+    policy = load_policy(preset)
+    spec = SPECS[template]
+    for data in (spec.sample_data, dict(spec.needs)):
+        html = render(template, sample_context(policy, template, data=data))
+        text = html_to_text(html)
+        assert policy.school.name in text
+        assert "Maisie" in text
+        assert "None" not in text.replace("None recorded", "")
+
+
+def test_a_missing_value_is_an_error_not_a_blank():
+    policy = load_policy("st-barnabas")
+    context = sample_context(policy, "st_barnabas/no_contact", data={})
+    with pytest.raises(UndefinedError):
+        render("st_barnabas/no_contact", context)
+
+
+def test_every_template_makes_a_pdf_with_the_figures():
+    policy = load_policy("all-saints")
+    for template in (
+        "all_saints/stage_4_formal_warning",
+        "springbank/calling_card",
+        "la/evidence_pack",
+    ):
+        context = sample_context(policy, template)
+        text = flat(pdf_text(html_to_pdf(render(template, context))))
+        assert "Maisie" in text
+        if template != "springbank/calling_card":
+            assert "88.7%" in text
+            assert "Thursday 3 September 2026" in text
+
+
+def test_plain_english_formats():
+    assert long_date("2026-11-23") == "Monday 23 November 2026"
+    assert long_datetime("2026-12-01T09:15") == "Tuesday 1 December 2026 at 9:15am"
+    assert pct(96.0) == "96%" and pct(88.68) == "88.7%" and pct(None) == "not yet measured"
+    assert days(0.5) == "½ day" and days(1) == "1 day" and days(4.5) == "4½ days"
+
+
+def test_compulsory_school_age():
+    # Fifth birthday 14 May 2023: from the next prescribed day, 31 August 2023.
+    assert compulsory_school_age_from(date(2018, 5, 14)) == date(2023, 8, 31)
+    assert compulsory_school_age_from(date(2018, 12, 31)) == date(2023, 12, 31)
+    # Sixteen on 14 May 2034: until the last Friday in June 2034.
+    assert compulsory_school_age_until(date(2018, 5, 14)) == date(2034, 6, 30)
+    assert compulsory_school_age_until(date(2018, 10, 1)) == date(2035, 6, 29)
+
+
+def test_the_legal_wording_comes_from_the_national_rules():
+    policy = load_policy("st-barnabas")
+
+    def text(template: str) -> str:
+        return flat(html_to_text(render(template, sample_context(policy, template))))
+
+    brief = text("st_barnabas/below_97")
+    assert "sections 7 and 444 of the Education Act 1996" in brief
+    assert "at 10 sessions of unauthorised absence within 10 school weeks" in brief
+    assert "a penalty notice of £160 for each parent (£80 if paid within 21 days)" in brief
+    full = text("st_barnabas/la_referral_notice")
+    assert "10 sessions (half-days) of unauthorised absence within any 10 school weeks" in full
+    assert "£160 for each parent, for each child, reduced to £80 if paid within 21 days" in full
+    assert "A second notice within 3 years is £160, with no reduction" in full
+    assert "the local authority considers prosecution instead" in full
+    assert "fined up to £2,500 and/or imprisoned for up to 3 months" in full
+    assert "Education Supervision Order (section 447" in full
+
+
+def test_a_language_set_is_used_where_it_has_the_letter(tmp_path, monkeypatch):
+    root = tmp_path / "templates"
+    shutil.copytree(render_module.TEMPLATES, root)
+    (root / "pl" / "all_saints").mkdir(parents=True)
+    (root / "pl" / "all_saints" / "stage_1a.html").write_text(
+        '{% extends "base.html" %}{% block lang %}pl{% endblock %}'
+        "{% block title %}Frekwencja: {{ pupil.forename }}{% endblock %}"
+        "{% block body %}<p>Frekwencja {{ figures.rate_year | pct }}</p>{% endblock %}"
+    )
+    monkeypatch.setattr(render_module, "TEMPLATES", root)
+    render_module.environment.cache_clear()
+    render_module.template_version.cache_clear()
+    try:
+        assert resolve_language("all_saints/stage_1a", "pl") == "pl"
+        assert resolve_language("all_saints/stage_1b", "pl") == "en"
+        context = sample_context(load_policy("all-saints"), "all_saints/stage_1a")
+        html = render("all_saints/stage_1a", context, "pl")
+        assert "Frekwencja 88.7%" in html and 'lang="pl"' in html
+    finally:
+        render_module.environment.cache_clear()
+        render_module.template_version.cache_clear()
+
+
+# --------------------------------------------------------------------------- email
+
+
+async def test_the_email_that_arrives(engine, smtp, service):
+    school_id, pupil_id = add_family(engine)
+    result = await send(service, school_id, pupil_id, case_id="case-1")
+    assert (result.channel, result.status) == ("both", "sent_and_queued")
+
+    assert len(smtp.messages) == 1
+    message = smtp.messages[0]
+    assert smtp.envelopes[0].rcpt_tos == ["jane.1@example.org"]
+    assert message["To"] == "Mrs Jane Whitlock and Mr Tom Whitlock <jane.1@example.org>"
+    assert message["Subject"] == "Maisie's attendance: Stage 1 letter"
+    assert message["Reply-To"] == load_policy("all-saints").school.email
+    assert message["From"].addresses[0].addr_spec == "attendance@attend.example"
+    assert message["From"].addresses[0].display_name == load_policy("all-saints").school.name
+    body = flat(message.get_body(preferencelist=("plain",)).get_content())
+    assert "Dear Mrs Whitlock and Mr Whitlock," in body
+    assert "Maisie's attendance has fallen below 95%" in body
+
+    with Session(engine) as session:
+        figures = next(
+            f
+            for f in compute_figures(
+                session=session,
+                school_id=school_id,
+                as_of=date.fromisoformat(AS_OF),
+                rules=load_policy("all-saints").figure_rules(),
+            )
+            if f.pupil_id == pupil_id
+        )
+    rate = f"{figures.rate_year:.1f}%"
+    assert rate in body
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_content_type() == "application/pdf"
+    text = flat(pdf_text(attachment.get_content()))
+    for expected in (
+        "Maisie",
+        "Whitlock",
+        rate,
+        "Thursday 3 September 2026",
+        "Tuesday 24 November 2026",
+        "Wednesday 25 November 2026",
+    ):
+        assert expected in text
+
+    [copy] = rows(engine, Outbox, Outbox.channel == "email")
+    assert message["Message-ID"] == copy.message_id
+    assert copy.status == "sent" and copy.attempts == 1 and copy.sent_at is not None
+
+
+async def test_the_same_key_sends_nothing_twice(engine, smtp, service):
+    school_id, pupil_id = add_family(engine)
+    first = await send(service, school_id, pupil_id)
+    again = await send(service, school_id, pupil_id)
+    assert again == first
+    assert len(smtp.messages) == 1
+    assert len(rows(engine, Letter)) == 1
+    assert len(rows(engine, Outbox)) == 2
+    assert len(rows(engine, ChronologyEntry)) == 2
+
+
+async def test_a_send_that_fails_mid_message_is_delivered_once(engine, smtp, service):
+    school_id, pupil_id = add_family(engine)
+    smtp.drop_next = 1  # the connection drops while the message is being sent
+    result = await send(service, school_id, pupil_id)
+    assert result.status == "sent_and_queued"
+    assert len(smtp.messages) == 1
+    [copy] = rows(engine, Outbox, Outbox.channel == "email")
+    assert copy.status == "sent" and copy.attempts == 2
+    assert copy.last_error == "SMTPServerDisconnected"
+    assert service.sleep.seconds == [0.01]
+
+
+async def test_a_temporary_refusal_is_retried_with_backoff(engine, smtp, tmp_path):
+    service = make_service(engine, settings_for(tmp_path, smtp.port, smtp_attempts=4))
+    school_id, pupil_id = add_family(engine)
+    smtp.defer_next = 2
+    try:
+        result = await send(service, school_id, pupil_id)
+    finally:
+        await service.close()
+    assert result.status == "sent_and_queued"
+    assert len(smtp.messages) == 1
+    assert service.sleep.seconds == [0.01, 0.02]  # doubled after each failure
+    [copy] = rows(engine, Outbox, Outbox.channel == "email")
+    assert copy.attempts == 3 and copy.last_error == "SMTPDataError 451"
+
+
+async def test_a_retried_activity_after_a_crash_mid_send_delivers_once(engine, smtp, service):
+    """The worker died after taking the copy (status sending): while its lease lasts a
+    retry waits; after it, the retry sends, with the same Message-ID."""
+    school_id, pupil_id = add_family(engine)
+    letter_id = await asyncio.to_thread(
+        service.write,
+        school_id=school_id,
+        pupil_id=pupil_id,
+        template="all_saints/stage_1b",
+        key="case-1/stage_1/letter",
+        as_of=AS_OF,
+    )
+    [copy] = rows(engine, Outbox, Outbox.channel == "email")
+    with Session(engine) as session:
+        row = session.get(Outbox, copy.id)
+        row.status, row.attempts = "sending", 1
+        row.lease_until = datetime.now(UTC) + timedelta(minutes=5)
+        session.add(row)
+        session.commit()
+
+    activities = LetterActivities(service)
+    request = LetterRequest(
+        school_id, pupil_id, "all_saints/stage_1b", "case-1/stage_1/letter", as_of=AS_OF
+    )
+    with pytest.raises(Exception, match="being sent by another attempt") as raised:
+        await ActivityEnvironment().run(activities.send_letter, request)
+    assert not getattr(raised.value, "non_retryable", True)
+    assert smtp.messages == []
+
+    with Session(engine) as session:
+        row = session.get(Outbox, copy.id)
+        row.lease_until = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(row)
+        session.commit()
+    result = await ActivityEnvironment().run(activities.send_letter, request)
+    assert result == LetterResult(letter_id, "both", "sent_and_queued")
+    assert len(smtp.messages) == 1
+    assert smtp.messages[0]["Message-ID"] == copy.message_id
+
+
+async def test_an_unreachable_server_is_retried_then_the_letter_goes_by_post(engine, tmp_path):
+    dead = free_port()  # nothing listens here
+    service = make_service(engine, settings_for(tmp_path, dead, smtp_attempts=3))
+    school_id, pupil_id = add_family(
+        engine,
+        parents=(
+            dict(
+                title="Ms",
+                forename="Ana",
+                surname="Rees",
+                relationship="Mother",
+                email="ana@example.org",
+                preferred_channel="email",
+            ),
+        ),
+    )
+    try:
+        result = await send(service, school_id, pupil_id, case_id="case-9")
+    finally:
+        await service.close()
+    assert (result.channel, result.status) == ("post", "failed_to_post")
+    assert service.sleep.seconds == [0.01, 0.02]
+    email_copy, post_copy = rows(engine, Outbox)
+    assert email_copy.status == "failed" and email_copy.attempts == 3
+    assert email_copy.last_error == "SMTPConnectError"
+    assert "ana@example.org" not in email_copy.last_error
+    assert post_copy.status == "queued_for_post" and post_copy.fallback_for == email_copy.id
+    assert post_copy.copy_sha256 == email_copy.copy_sha256
+    summaries = [e.summary for e in rows(engine, ChronologyEntry)]
+    assert any(
+        "email to Ms Ana Rees failed after 3 attempts (SMTPConnectError)" in s for s in summaries
+    )
+    assert any("queued for post to Ms Ana Rees instead of email" in s for s in summaries)
+    assert {e.case_id for e in rows(engine, ChronologyEntry)} == {"case-9"}
+
+
+async def test_each_parent_by_their_preferred_channel(engine, smtp, service):
+    school_id, pupil_id = add_family(
+        engine,
+        parents=(
+            dict(
+                title="Mrs",
+                forename="Jo",
+                surname="Hart",
+                relationship="Mother",
+                email="jo@example.org",
+                preferred_channel="both",
+            ),
+            dict(
+                title="Mr",
+                forename="Lee",
+                surname="Hart",
+                relationship="Father",
+                email="lee@example.org",
+                preferred_channel="email",
+                address="9 Bank St\nCheddleton",
+                postcode="ST13 7EE",
+            ),
+            dict(
+                title="",
+                forename="Sam",
+                surname="Hart",
+                relationship="Carer",
+                email="",
+                address="",
+                postcode="",
+                preferred_channel="email",
+            ),
+        ),
+    )
+    result = await send(service, school_id, pupil_id)
+    assert (result.channel, result.status) == ("both", "partly_undeliverable")
+    copies = {(r.channel, r.recipient_name, r.status) for r in rows(engine, Outbox)}
+    assert copies == {
+        ("email", "Mrs Jo Hart", "sent"),
+        ("post", "Mrs Jo Hart", "queued_for_post"),
+        ("email", "Mr Lee Hart", "sent"),
+        ("post", "Sam Hart", "no_address"),
+    }
+    assert sorted(m["To"].addresses[0].addr_spec for m in smtp.messages) == [
+        "jo@example.org",
+        "lee@example.org",
+    ]
+
+
+async def test_parents_at_one_address_share_one_postal_copy(engine, smtp, service):
+    school_id, pupil_id = add_family(
+        engine,
+        parents=(
+            dict(
+                title="Mrs",
+                forename="Jo",
+                surname="Hart",
+                relationship="Mother",
+                preferred_channel="post",
+            ),
+            dict(
+                title="Mr",
+                forename="Lee",
+                surname="Hart",
+                relationship="Father",
+                preferred_channel="post",
+            ),
+        ),
+    )
+    result = await send(service, school_id, pupil_id)
+    assert (result.channel, result.status) == ("post", "queued_for_post")
+    [copy] = rows(engine, Outbox)
+    assert copy.recipient_name == "Mrs Jo Hart and Mr Lee Hart"
+    assert smtp.messages == []
+
+
+async def test_a_letter_can_be_rendered_again_years_later(engine, smtp, service):
+    school_id, pupil_id = add_family(engine)
+    await send(
+        service,
+        school_id,
+        pupil_id,
+        template="all_saints/stage_2b",
+        data={"meeting_at": "2026-12-01T09:15", "target_rate": 95},
+    )
+    [letter] = rows(engine, Letter)
+    [version] = rows(engine, LetterTemplateVersion)
+    assert letter.template_version == version.version
+    assert letter.content_sha256 == sha256(letter.html)
+    again = render_from_sources(
+        json.loads(version.sources), letter.template, json.loads(letter.data)
+    )
+    assert again == letter.html
+    assert "Tuesday 1 December 2026 at 9:15am" in html_to_text(letter.html)
+    runner = CliRunner()
+    result = runner.invoke(letters_cli.app, ["show", str(letter.id)], env=_cli_env(engine))
+    assert result.exit_code == 0, result.output
+    assert "identical" in result.output
+
+
+async def test_a_letter_without_the_data_it_needs_is_refused(engine, smtp, service):
+    school_id, pupil_id = add_family(engine, policy="st-barnabas", urn="118000")
+    activities = LetterActivities(service)
+    request = LetterRequest(school_id, pupil_id, "st_barnabas/no_contact", "k/1")
+    with pytest.raises(Exception, match="needs data: first_day_absent") as raised:
+        await ActivityEnvironment().run(activities.send_letter, request)
+    assert raised.value.non_retryable
+    request = LetterRequest(school_id, pupil_id, "no_such/letter", "k/2")
+    with pytest.raises(Exception, match="no letter template") as raised:
+        await ActivityEnvironment().run(activities.send_letter, request)
+    assert "Whitlock" not in str(raised.value)
+    assert rows(engine, Letter) == []
+
+
+# A self-signed certificate for 127.0.0.1 and localhost (valid 2000 to 2099), for the SMTP
+# server the TLS tests start. Test material only: it protects nothing.
+TEST_CERT = """\
+-----BEGIN CERTIFICATE-----
+MIIDEjCCAfqgAwIBAgIBATANBgkqhkiG9w0BAQsFADAUMRIwEAYDVQQDDAlsb2Nh
+bGhvc3QwIBcNMDAwMTAxMDAwMDAwWhgPMjA5OTEyMzEwMDAwMDBaMBQxEjAQBgNV
+BAMMCWxvY2FsaG9zdDCCASIwDQYJKoZIhvcNAQEBBQADggEPADCCAQoCggEBALnE
+FEdaYI74jSSMEm/BeGnf0lHK/gG1t7+R20lFjRx5jtllVlvIY/czPRsE7R99Czs9
+eYeyGy5/1F6mKNeaFKy7St7LjLxK9SZkOM3qUnPMRYRWVIbdNZ0hW8j3hifhREL3
+TpMNGwI6TIOKXgVmfW5xMvGmdTAXdowkCVEVeYOvzzD7DBXRX3sl8KcilysK2TOM
+VUujoeJqGC1SPLBaLQe1Clj/si/ga1yXTwKFP7o908tkBOzIt5duscMpPR2Si0jq
+PsEC2+dfS/Un/srEO+uRoaTtJDMxvAZPKdYo6FlT/JFU6MUUyJd2N9h5nbtdLjYu
+sAgbnaxPTdwrQi+5fPcCAwEAAaNtMGswGgYDVR0RBBMwEYcEfwAAAYIJbG9jYWxo
+b3N0MAwGA1UdEwQFMAMBAf8wCwYDVR0PBAQDAgKkMBMGA1UdJQQMMAoGCCsGAQUF
+BwMBMB0GA1UdDgQWBBRb1z4bnuYC5a8j79MPTsCtzbIO+TANBgkqhkiG9w0BAQsF
+AAOCAQEAhJmBAiNHTX1RORsPiI2Xt//V5J9qCYsXlTBzNP58WXEbvFWwKxvb64JW
+Fti5KMdl1D/5Wh3utaIFBVJ5HZ3CBcTxDYllXx98+ggT2muKwN5bDtxxfvg4KAu8
+I3br1LmDArcwJhsUNkBb4ehnQcqgvWcv3ITO3wrHgMG5laB9eKu22uegljhWFlQZ
+QPh0gBfG/jhnKcO7O+SEssMWQhNY5hgf5FODBxs/VrjQMhivwTYIn/Dfv2clR/zq
+t2/4ae9eAv7/y7XD70hDhGOvD8bW5te0AbKxpdupXZNtLdvWwukQqUh3v1KL8GUJ
+VFlGacoP0gpJl8OCi7HcOssEq3iy3g==
+-----END CERTIFICATE-----
+"""
+TEST_KEY = """\
+-----BEGIN PRIVATE KEY-----
+MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQC5xBRHWmCO+I0k
+jBJvwXhp39JRyv4Btbe/kdtJRY0ceY7ZZVZbyGP3Mz0bBO0ffQs7PXmHshsuf9Re
+pijXmhSsu0rey4y8SvUmZDjN6lJzzEWEVlSG3TWdIVvI94Yn4URC906TDRsCOkyD
+il4FZn1ucTLxpnUwF3aMJAlRFXmDr88w+wwV0V97JfCnIpcrCtkzjFVLo6Hiahgt
+UjywWi0HtQpY/7Iv4Gtcl08ChT+6PdPLZATsyLeXbrHDKT0dkotI6j7BAtvnX0v1
+J/7KxDvrkaGk7SQzMbwGTynWKOhZU/yRVOjFFMiXdjfYeZ27XS42LrAIG52sT03c
+K0IvuXz3AgMBAAECggEADK3GWIxhlMCAGaN5yqjgyBEfsLdzGLjHXsrctaaKmAvv
+5QSWnVMTB5c2r3ZpnMGTF6r9dXaBhm3xF7ithvGcQaHS3Vv1MhDHpKQogF1i3UZu
+5DZkNIQ6mYviUNgcDvLADvYEJeM6Ga/S8xNpkWLKYtRVDss2ql6fl7cJ77/QeF1U
+ii0vITs8i5grh/WsYetiMHp7YDQWIzL/nHcWRPHFNG/7z+foV0cxF2+8lPrR4QdG
+gWGEcZO2cUy55nC4cNTkUIGt9PfFeFgN4ZwNShP+Vua0KqzElxKsI70cN371IbvN
+Q7HAXVQRUQ9DOKfegShRDW0O2XcVP6XEKD8NkejEuQKBgQDzrvrwNk6/SUh4dRXU
+OT3/V9RYlVghjsQUK7pYF3gJhfhUTSSn03QR5/4YNu5jct/xoKuJYUpvpuUu6RPd
+bC/0NJKFzXhCrSUbbSYs3xGB+jV133X7lB7Dx6vKwDEfItuUqjhin1bnufCWXOUJ
+QOYDZ39BCmA/stRAAz9BC9TcwwKBgQDDJ7Qk5FqiF9c5WNd1awgUh33Y9b0zynR2
+na7buXI9tRBQLd4d7IDukRwpE2SPte4//YF+DsZzJjYcvW6Mar3PX4vVpRdsEIg9
+1BKYR8TJsA43e3fF56EuBP2vv6bS2HEF5Ij5zy6IJeM/KY+0wYBBUHtWH1TEF6Qo
+datJBq9rvQKBgA/3WQ3AISy7Wno6AbIkBgHi+VDMiDe6qPJBYzY+Y2kMVBcB7vLo
+EeTSdH2Vq8zsS+wDAPpBW6UxJDcMonaRjhrMDwWhTs3fllzTq/qoqvb/M92DRLG1
+JMbjIEhqi01k9UoqVQNxOTp5nl/buk3+6JM0hsv2KBREXU/MZqqWYd4NAoGAatiN
+B3nCqWZWHn6mkBHGfb7kxulb6kQY2WxhdMkmY+SDBvLl3gpDWNo3ycFlWE0qIPzB
+bevW+OpdzARmxxgVzbipDZJyrWarwPYgLCF2+1mZnwTJQaAcnd57qkJKqrt3vdsu
+p16oQkBEF6vAkx0yBBB1RmSm+ylaZhBuc+/mER0CgYAJJKxzAetx28QlgfulHq6k
+JybHWOPuSQGUTd7ubY2DdJLmodhZaosiVAkMYz0Iba7qXIhenTpkpk+Y1ivAG2xg
+rsMh++rNQhkArP4lBz6F1MUCKSg3T+14pyjxt1nfmpY/UtXB2KfilLKoW/qu8pA3
+XWi0G+vpu4DeftcbaOjVvw==
+-----END PRIVATE KEY-----
+"""
+
+
+@pytest.fixture
+def tls_files(tmp_path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(TEST_CERT)
+    key.write_text(TEST_KEY)
+    return cert, key
+
+
+def _server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def _check_login(server, session, envelope, mechanism, auth_data) -> AuthResult:
+    ok = auth_data.login == b"school" and auth_data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False)
+
+
+async def test_starttls_and_login_from_the_settings(engine, tls_files, tmp_path):
+    cert, key = tls_files
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=_server_tls(cert, key),
+        require_starttls=True,
+        authenticator=_check_login,
+        auth_require_tls=True,
+    )
+    controller.start()
+    settings = settings_for(
+        tmp_path,
+        controller.port,
+        smtp_starttls=True,
+        smtp_username="school",
+        smtp_password="s3cret",
+        smtp_ca_file=cert,
+    )
+    service = make_service(engine, settings)
+    school_id, pupil_id = add_family(engine)
+    try:
+        first = await send(service, school_id, pupil_id, key="a")
+        second = await send(service, school_id, pupil_id, key="b")
+    finally:
+        await service.close()
+        controller.stop()
+    assert first.status == second.status == "sent_and_queued"
+    assert len(mailbox.messages) == 2
+    assert mailbox.sessions == 1  # the second letter reused the connection
+
+
+async def test_a_wrong_password_is_not_delivered_and_the_letter_goes_by_post(
+    engine, tls_files, tmp_path
+):
+    cert, key = tls_files
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=_server_tls(cert, key),
+        require_starttls=True,
+        authenticator=_check_login,
+        auth_require_tls=True,
+    )
+    controller.start()
+    settings = settings_for(
+        tmp_path,
+        controller.port,
+        smtp_starttls=True,
+        smtp_username="school",
+        smtp_password="wrong",
+        smtp_ca_file=cert,
+        smtp_attempts=2,
+    )
+    service = make_service(engine, settings)
+    school_id, pupil_id = add_family(engine)
+    try:
+        result = await send(service, school_id, pupil_id)
+    finally:
+        await service.close()
+        controller.stop()
+    assert result.status == "failed_to_post"
+    assert mailbox.messages == []
+    [failed] = [r for r in rows(engine, Outbox) if r.status == "failed"]
+    assert failed.last_error == "SMTPAuthenticationError 535" and failed.attempts == 2
+
+
+async def test_implicit_tls_from_the_settings(engine, tls_files, tmp_path):
+    cert, key = tls_files
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox, hostname="127.0.0.1", port=free_port(), ssl_context=_server_tls(cert, key)
+    )
+    controller.start()
+    settings = settings_for(tmp_path, controller.port, smtp_tls=True, smtp_ca_file=cert)
+    service = make_service(engine, settings)
+    school_id, pupil_id = add_family(engine)
+    try:
+        result = await send(service, school_id, pupil_id)
+    finally:
+        await service.close()
+        controller.stop()
+    assert result.status == "sent_and_queued" and len(mailbox.messages) == 1
+
+
+# --------------------------------------------------------------------------- post
+
+
+async def test_the_print_pack_is_in_envelope_order_on_whole_sheets(engine, smtp, service):
+    late = add_family(
+        engine,
+        serial=9,
+        forename="Zoe",
+        surname="Abbott",
+        parents=(
+            dict(
+                title="Mr",
+                forename="Al",
+                surname="Abbott",
+                relationship="Father",
+                preferred_channel="post",
+            ),
+        ),
+    )
+    early = add_family(
+        engine,
+        serial=2,
+        forename="Amir",
+        surname="Young",
+        parents=(
+            dict(
+                title="Mrs",
+                forename="Di",
+                surname="Young",
+                relationship="Mother",
+                preferred_channel="post",
+            ),
+        ),
+    )
+    for n, (school_id, pupil_id) in enumerate((late, early)):
+        await send(service, school_id, pupil_id, key=f"case-{n}/letter")
+    pack = await service.print_pack(school_id=late[0], day=date.today())
+    assert pack.letters == 2 and pack.pages % 2 == 0
+    text = flat(pdf_text(Path(pack.path).read_bytes()))
+    assert text.index("ST13 2AB") < text.index("ST13 9AB")  # by postcode, not by name
+    assert "Dear Mrs Young," in text and "Dear Mr Abbott," in text
+    assert {r.status for r in rows(engine, Outbox)} == {"printed"}
+    again = await service.print_pack(school_id=late[0], day=date.today())
+    assert again.letters == 2 and again.sha256
+    printed = [e for e in rows(engine, ChronologyEntry) if "printed for posting" in e.summary]
+    assert len(printed) == 2
+    activities = LetterActivities(service)
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    empty = await ActivityEnvironment().run(
+        activities.build_print_pack, PrintPackRequest(late[0], tomorrow)
+    )
+    assert empty.letters == 0 and empty.path is None
+
+
+async def test_a_calling_card_is_printed_not_emailed(engine, smtp, service):
+    school_id, pupil_id = add_family(engine, policy="springbank", urn="148406")
+    result = await send(
+        service,
+        school_id,
+        pupil_id,
+        template="springbank/calling_card",
+        key="episode-1/day-1/card",
+        data={"visit_at": "2026-11-25T10:40"},
+    )
+    assert (result.channel, result.status) == ("post", "queued_for_post")
+    assert smtp.messages == []
+
+
+# --------------------------------------------------------------------------- the LA
+
+
+async def test_an_la_document_goes_to_the_la_not_the_parents(engine, smtp, tmp_path):
+    school_id, pupil_id = add_family(engine, policy="st-barnabas", urn="118000")
+    kept = make_service(engine, settings_for(tmp_path, smtp.port))
+    emailed = make_service(
+        engine, settings_for(tmp_path, smtp.port, letters_la_email="cme@kent.example")
+    )
+    try:
+        first = await send(
+            kept,
+            school_id,
+            pupil_id,
+            template="la/cme_referral",
+            key="cme/1",
+            data={"first_day_absent": "2026-11-10"},
+        )
+        second = await send(
+            emailed,
+            school_id,
+            pupil_id,
+            template="la/cme_referral",
+            key="cme/2",
+            data={"first_day_absent": "2026-11-10"},
+        )
+    finally:
+        await kept.close()
+        await emailed.close()
+    assert (first.channel, first.status) == ("la", "ready_for_la")
+    assert (second.channel, second.status) == ("la", "sent")
+    [message] = smtp.messages
+    assert smtp.envelopes[0].rcpt_tos == ["cme@kent.example"]
+    assert message["Subject"].startswith("CME referral from St Barnabas")
+    text = flat(pdf_text(next(message.iter_attachments()).get_content()))
+    assert "Maisie Whitlock" in text and "Tuesday 10 November 2026" in text
+    assert "Mrs Jane Whitlock" in text  # the contacts, for the LA's enquiries
+
+
+async def test_the_evidence_pack_has_figures_register_chronology_and_letters(engine, smtp, service):
+    school_id, pupil_id = add_family(engine)
+    await send(service, school_id, pupil_id, case_id="case-1")
+    with Session(engine) as session:
+        session.add(
+            ChronologyEntry(
+                key="case-1/meeting",
+                school_id=school_id,
+                pupil_id=pupil_id,
+                case_id="case-1",
+                on_day=date(2026, 11, 20),
+                at=datetime(2026, 11, 20, 15, tzinfo=UTC),
+                kind="meeting",
+                summary="Meeting with the attendance lead; target 95% agreed",
+                actor="D Fenwick",
+                role="attendance_officer",
+            )
+        )
+        session.commit()
+    result = await send(
+        service, school_id, pupil_id, template="la/evidence_pack", key="case-1/stage_5/evidence"
+    )
+    assert (result.channel, result.status) == ("la", "ready_for_la")
+    letter = next(x for x in rows(engine, Letter) if x.template == "la/evidence_pack")
+    text = flat(pdf_text(html_to_pdf(letter.html)))
+    assert "Maisie Whitlock" in text
+    assert "Register extract" in text and "absent in other or unknown circumstances" in text
+    assert "Meeting with the attendance lead; target 95% agreed" in text
+    assert "Maisie's attendance has fallen below 95%" in text  # the copy of the letter
+    assert "emailed to Mrs Jane Whitlock" in text  # the chronology of the letter
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+@workflow.defn
+class SendOneLetter:
+    """The smallest workflow that asks for a letter, as the case workflows do."""
+
+    @workflow.run
+    async def run(self, request: LetterRequest) -> LetterResult:
+        return await workflow.execute_activity_method(
+            LetterActivities.send_letter,
+            request,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+
+
+async def test_send_letter_through_a_temporal_worker(
+    engine, smtp, tmp_path, temporal_env, task_queue
+):
+    school_id, pupil_id = add_family(engine)
+    activities = build_letter_activities(settings_for(tmp_path, smtp.port), engine)
+    activities.service.today = lambda zone: TODAY
+    request = LetterRequest(
+        school_id, pupil_id, "all_saints/stage_1b", "wf/stage_1/letter", case_id="wf", as_of=AS_OF
+    )
+    try:
+        async with Worker(
+            temporal_env.client,
+            task_queue=task_queue,
+            workflows=[SendOneLetter],
+            activities=activities.all,
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            result = await temporal_env.client.execute_workflow(
+                SendOneLetter.run, request, id=f"letters-{task_queue}", task_queue=task_queue
+            )
+            assert result.status == "sent_and_queued"
+            bad = LetterRequest(school_id, pupil_id, "nope/nope", "wf/bad")
+            with pytest.raises(WorkflowFailureError):
+                await temporal_env.client.execute_workflow(
+                    SendOneLetter.run,
+                    bad,
+                    id=f"letters-bad-{task_queue}",
+                    task_queue=task_queue,
+                )
+    finally:
+        await activities.service.close()
+    assert len(smtp.messages) == 1
+
+
+async def test_pdfs_render_in_a_separate_process():
+    renderer = PdfRenderer(processes=1)
+    try:
+        context = sample_context(load_policy("springbank"), "springbank/stage_1")
+        pdf = await renderer.pdf(render("springbank/stage_1", context))
+    finally:
+        renderer.close()
+    assert "Persistent Absentee" in flat(pdf_text(pdf))
+
+
+def _cli_env(engine) -> dict[str, str]:
+    return {"DATABASE_URL": str(engine.url)}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():
+    from settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_preview_renders_without_sending(engine, tmp_path):
+    school_id, pupil_id = add_family(engine)
+    with Session(engine) as session:
+        from models.tables import Pupil
+
+        upn = session.get(Pupil, pupil_id).upn
+    out = tmp_path / "preview.pdf"
+    runner = CliRunner()
+    result = runner.invoke(
+        letters_cli.app,
+        [
+            "preview",
+            "all_saints/stage_2a",
+            "--pupil",
+            upn,
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--data",
+            '{"meeting_at": "2026-12-01T09:15"}',
+        ],
+        env=_cli_env(engine),
+    )
+    assert result.exit_code == 0, result.output
+    text = flat(pdf_text(out.read_bytes()))
+    assert "Maisie" in text and "Tuesday 1 December 2026 at 9:15am" in text
+    assert rows(engine, Letter) == [] and rows(engine, Outbox) == []
+
+    sample = tmp_path / "sample.html"
+    result = runner.invoke(
+        letters_cli.app,
+        ["preview", "la/cme_referral", "--sample", "st-barnabas", "--html", "--out", str(sample)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Child missing education" in sample.read_text()
+    assert all(spec.audience in ("parents", LA) for spec in SPECS.values())

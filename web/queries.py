@@ -1,0 +1,998 @@
+"""What each page shows, read from SQL: one function per page, each scoped to one school.
+
+Every function takes the school (already checked against the user's schools by the
+caller) and filters on its ID, so no query here can reach another school's pupils.
+Figures come from the register's weekly rows, as the sweep's do.
+"""
+
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, text
+from sqlmodel import Session, col, select
+
+from figures.compute import compute_figures
+from models.calendar import SchoolCalendar, academic_year_of, load_calendar, week_start
+from models.codes import NATIONAL_CODES
+from models.figures import PupilFigures
+from models.letters import Letter, Outbox
+from models.policy import SchoolPolicy
+from models.tables import (
+    CaseRecord,
+    ChronologyEntry,
+    Contact,
+    ImportBatch,
+    LAReturn,
+    LegalDecision,
+    MarkAmendment,
+    Pupil,
+    RegisterMark,
+    School,
+    StaffTask,
+    ThresholdState,
+)
+from policies import load_policy
+
+CALL_KINDS = ("call_parents", "text_parents", "email_parents", "call_emergency_contacts")
+VISIT_KINDS = ("home_visit", "calling_card")
+REFERRAL_ACTIONS = ("cme_referral", "missing_persons_referral")
+# How many school days before the referral day an episode shows on the Today page.
+REFERRAL_WARNING_DAYS = 2
+COHORTS: dict[str, str] = {
+    "send": "SEND",
+    "fsm": "Free school meals",
+    "social_worker": "Social worker",
+    "looked_after": "Looked after",
+}
+SESSIONS = ("AM", "PM")
+
+
+# --------------------------------------------------------------------------- the school
+
+
+@dataclass
+class SchoolContext:
+    """A school as every page needs it: its policy, calendar and the days that matter."""
+
+    school: School
+    policy: SchoolPolicy
+    calendar: SchoolCalendar
+    today: date  # in the school's time zone
+    as_of: date  # the last day with register marks, up to today: what figures are as of
+    zone: ZoneInfo
+
+
+_calendars: dict[int, tuple[float, SchoolCalendar]] = {}
+_calendar_lock = threading.Lock()
+CALENDAR_MAX_AGE = 300.0  # seconds: term dates change a few times a year
+
+
+def school_calendar(session: Session, school_id: int) -> SchoolCalendar:
+    """The school's calendar, kept for a few minutes (building it reads bank holidays)."""
+    now = time.monotonic()
+    with _calendar_lock:
+        found = _calendars.get(school_id)
+    if found and now - found[0] < CALENDAR_MAX_AGE:
+        return found[1]
+    calendar = load_calendar(session=session, school_id=school_id)
+    with _calendar_lock:
+        _calendars[school_id] = (now, calendar)
+    return calendar
+
+
+def last_register_day(session: Session, school_id: int, today: date) -> date | None:
+    """The newest day with marks up to `today` (one index seek per pupil)."""
+    found = (
+        session.connection()
+        .execute(
+            text(
+                "SELECT MAX((SELECT MAX(m.day) FROM registermark m"
+                " WHERE m.pupil_id = p.id AND m.day <= :today))"
+                " FROM pupil p WHERE p.school_id = :school_id"
+            ),
+            {"school_id": school_id, "today": today.isoformat()},
+        )
+        .scalar()
+    )
+    return date.fromisoformat(str(found)[:10]) if found else None
+
+
+def school_context(session: Session, school: School, now: datetime | None = None) -> SchoolContext:
+    policy = load_policy(school.policy)
+    zone = ZoneInfo(policy.timezone)
+    today = (now or datetime.now(UTC)).astimezone(zone).date()
+    calendar = school_calendar(session, school.id)
+    as_of = last_register_day(session, school.id, today) or today
+    return SchoolContext(school, policy, calendar, today, as_of, zone)
+
+
+def register_version(session: Session, school_id: int) -> tuple[int, int]:
+    """Changes whenever the school's marks or pupils do: every such change is an import
+    batch (files, case steps, demo data)."""
+    count, newest = session.exec(
+        select(func.count(), func.max(ImportBatch.id)).where(ImportBatch.school_id == school_id)
+    ).one()
+    return count, newest or 0
+
+
+# --------------------------------------------------------------------------- pupils
+
+
+@dataclass
+class ContactLine:
+    name: str
+    relationship: str
+    phone: str
+    email: str
+    address: str
+    postcode: str
+    parental_responsibility: bool
+
+
+def pupil_name(pupil: Pupil) -> str:
+    return f"{pupil.forename} {pupil.surname}"
+
+
+def flags_of(pupil: Pupil) -> list[str]:
+    """The cohorts and safeguarding flags a member of staff should see at a glance."""
+    flags = []
+    if pupil.send or pupil.ehcp:
+        flags.append("EHCP" if pupil.ehcp else "SEND")
+    if pupil.fsm:
+        flags.append("FSM")
+    if pupil.social_worker:
+        flags.append("Social worker")
+    if pupil.child_protection_plan:
+        flags.append("CP plan")
+    if pupil.looked_after:
+        flags.append("Looked after")
+    if pupil.young_carer:
+        flags.append("Young carer")
+    if pupil.part_time_timetable:
+        flags.append("Part-time timetable")
+    return flags
+
+
+def year_name(year_group: int) -> str:
+    return "Reception" if year_group == 0 else f"Year {year_group}"
+
+
+def contacts_of(session: Session, pupil_ids: list[int]) -> dict[int, list[ContactLine]]:
+    if not pupil_ids:
+        return {}
+    rows = session.exec(
+        select(Contact)
+        .where(col(Contact.pupil_id).in_(pupil_ids))
+        .order_by(Contact.pupil_id, Contact.priority)
+    ).all()
+    found: dict[int, list[ContactLine]] = defaultdict(list)
+    for c in rows:
+        name = " ".join(part for part in (c.title, c.forename, c.surname) if part)
+        found[c.pupil_id].append(
+            ContactLine(
+                name,
+                c.relationship,
+                c.phone,
+                c.email,
+                c.address,
+                c.postcode,
+                c.parental_responsibility,
+            )
+        )
+    return found
+
+
+def pupils_by_id(session: Session, school_id: int, pupil_ids: set[int]) -> dict[int, Pupil]:
+    if not pupil_ids:
+        return {}
+    rows = session.exec(
+        select(Pupil).where(Pupil.school_id == school_id, col(Pupil.id).in_(pupil_ids))
+    ).all()
+    return {p.id: p for p in rows}
+
+
+# --------------------------------------------------------------------------- Today
+
+
+@dataclass
+class AbsenceLine:
+    pupil: Pupil
+    sessions: list[str]
+    contacts: list[ContactLine]
+    episode_id: str | None
+
+
+@dataclass
+class TaskLine:
+    task: StaffTask
+    pupil: Pupil
+    contacts: list[ContactLine]
+    overdue: bool
+
+
+@dataclass
+class EpisodeLine:
+    record: CaseRecord
+    pupil: Pupil
+    day: int
+    referral_day: int
+    referral: str
+
+
+@dataclass
+class TodayPage:
+    day: date  # the register shown: today's, or the last one taken
+    closes: dict[str, str]  # register close times
+    absences: list[AbsenceLine]
+    calls: list[TaskLine]
+    visits: list[TaskLine]
+    approaching: list[EpisodeLine]
+
+
+def _referral_day(policy: SchoolPolicy, pupil: Pupil) -> tuple[int, str] | None:
+    """The day of absence on which the school refers the pupil to the LA (or missing
+    persons), on the path the pupil is on."""
+    episode = policy.absence_episode
+    paths = [episode]
+    variant = episode.safeguarding
+    flagged = {
+        "social_worker": pupil.social_worker,
+        "child_protection_plan": pupil.child_protection_plan,
+        "looked_after": pupil.looked_after,
+        "send": pupil.send,
+    }
+    if variant and any(flagged.get(str(flag)) for flag in variant.applies_to):
+        paths.insert(0, variant)
+    for path in paths:
+        days = [(path.day_of(a), a) for a in REFERRAL_ACTIONS if path.day_of(a)]
+        if days:
+            return min(days)
+    return None
+
+
+def _episode_day(stage: str) -> int | None:
+    match = re.fullmatch(r"day (\d+)", stage or "")
+    return int(match.group(1)) if match else None
+
+
+def today_page(session: Session, ctx: SchoolContext, now: datetime | None = None) -> TodayPage:
+    now = now or datetime.now(UTC)
+    school_id, day = ctx.school.id, ctx.as_of
+    marks = session.exec(
+        select(RegisterMark.pupil_id, RegisterMark.session)
+        .join(Pupil, Pupil.id == RegisterMark.pupil_id)
+        .where(Pupil.school_id == school_id, RegisterMark.day == day, RegisterMark.code == "N")
+    ).all()
+    sessions: dict[int, list[str]] = defaultdict(list)
+    for pupil_id, half in marks:
+        sessions[pupil_id].append(str(half))
+    end_of_day = datetime.combine(ctx.today + timedelta(days=1), clock(0), ctx.zone)
+    tasks = session.exec(
+        select(StaffTask)
+        .where(
+            StaffTask.school_id == school_id,
+            StaffTask.status == "open",
+            col(StaffTask.kind).in_(CALL_KINDS + VISIT_KINDS),
+        )
+        .order_by(StaffTask.due_at, StaffTask.id)
+    ).all()
+    episodes = session.exec(
+        select(CaseRecord).where(
+            CaseRecord.school_id == school_id,
+            CaseRecord.kind == "absence_episode",
+            CaseRecord.status == "open",
+        )
+    ).all()
+    wanted = set(sessions) | {t.pupil_id for t in tasks} | {e.pupil_id for e in episodes}
+    pupils = pupils_by_id(session, school_id, wanted)
+    contacts = contacts_of(session, sorted(wanted))
+    episode_of = {e.pupil_id: e.case_id for e in episodes}
+
+    absences = [
+        AbsenceLine(pupils[p], sorted(s), contacts.get(p, []), episode_of.get(p))
+        for p, s in sessions.items()
+        if p in pupils
+    ]
+    absences.sort(key=lambda a: (a.pupil.surname, a.pupil.forename))
+
+    def line(task: StaffTask) -> TaskLine:
+        due = task.due_at if task.due_at.tzinfo else task.due_at.replace(tzinfo=UTC)
+        return TaskLine(task, pupils[task.pupil_id], contacts.get(task.pupil_id, []), due < now)
+
+    def due_by_today(task: StaffTask) -> bool:
+        due = task.due_at if task.due_at.tzinfo else task.due_at.replace(tzinfo=UTC)
+        return due < end_of_day
+
+    calls = [
+        line(t) for t in tasks if t.kind in CALL_KINDS and due_by_today(t) and t.pupil_id in pupils
+    ]
+    visits = [line(t) for t in tasks if t.kind in VISIT_KINDS and t.pupil_id in pupils]
+    approaching = []
+    for record in episodes:
+        pupil = pupils.get(record.pupil_id)
+        days = _episode_day(record.stage)
+        referral = _referral_day(ctx.policy, pupil) if pupil else None
+        if pupil and days and referral and days >= referral[0] - REFERRAL_WARNING_DAYS:
+            approaching.append(EpisodeLine(record, pupil, days, referral[0], referral[1]))
+    approaching.sort(key=lambda e: e.referral_day - e.day)
+    register = ctx.policy.register
+    return TodayPage(
+        day=day,
+        closes={"AM": register.am.closes, "PM": register.pm.closes},
+        absences=absences,
+        calls=calls,
+        visits=visits,
+        approaching=approaching,
+    )
+
+
+# --------------------------------------------------------------------------- Caseload
+
+
+@dataclass
+class CaseLine:
+    record: CaseRecord
+    pupil: Pupil | None  # None for an anonymised view
+    overdue: bool
+    flags: list[str]
+
+
+@dataclass
+class CaseloadPage:
+    lines: list[CaseLine]
+    stages: list[tuple[str, int]]  # every open stage and how many cases are at it
+    year_groups: list[int]
+    total: int
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def caseload_page(
+    session: Session,
+    school_id: int,
+    *,
+    year_group: int | None = None,
+    cohort: str | None = None,
+    stage: str | None = None,
+    kind: str | None = None,
+    now: datetime | None = None,
+) -> CaseloadPage:
+    """Open cases, overdue first, then by due date; filtered by year group and cohort."""
+    now = now or datetime.now(UTC)
+    query = (
+        select(CaseRecord, Pupil)
+        .join(Pupil, Pupil.id == CaseRecord.pupil_id)
+        .where(
+            CaseRecord.school_id == school_id,
+            Pupil.school_id == school_id,
+            col(CaseRecord.status).in_(("open", "paused")),
+        )
+    )
+    all_open = session.exec(query).all()
+    stages = Counter(r.stage or "(no stage yet)" for r, _ in all_open)
+    years = sorted({p.year_group for _, p in all_open})
+    if year_group is not None:
+        query = query.where(Pupil.year_group == year_group)
+    if cohort == "send":
+        query = query.where(Pupil.send | Pupil.ehcp)
+    elif cohort in COHORTS:
+        query = query.where(getattr(Pupil, cohort))
+    if stage:
+        query = query.where(CaseRecord.stage == ("" if stage == "(no stage yet)" else stage))
+    if kind:
+        query = query.where(CaseRecord.kind == kind)
+    lines = []
+    for record, pupil in session.exec(query).all():
+        due = _aware(record.next_due)
+        lines.append(CaseLine(record, pupil, bool(due and due < now), flags_of(pupil)))
+    far = datetime.max.replace(tzinfo=UTC)
+    lines.sort(
+        key=lambda c: (
+            not c.overdue,
+            _aware(c.record.next_due) or far,
+            c.pupil.surname if c.pupil else "",
+        )
+    )
+    return CaseloadPage(lines, sorted(stages.items()), years, len(all_open))
+
+
+# --------------------------------------------------------------------------- Case
+
+
+@dataclass
+class RegisterWeekLine:
+    week_start: date
+    cells: list[tuple[date, str, str, str]]  # (day, session, code, amended-from)
+
+
+@dataclass
+class WeekPoint:
+    week_start: date
+    possible: int
+    present: int
+
+    @property
+    def rate(self) -> float | None:
+        return 100.0 * self.present / self.possible if self.possible else None
+
+
+@dataclass
+class LetterLine:
+    letter: Letter
+    copies: list[Outbox]
+
+
+@dataclass
+class CasePage:
+    record: CaseRecord
+    pupil: Pupil
+    flags: list[str]
+    contacts: list[ContactLine]
+    figures: PupilFigures | None
+    thresholds: list[str]
+    weeks: list[WeekPoint]
+    register: list[RegisterWeekLine]
+    codes_used: list[tuple[str, str]]
+    chronology: list[ChronologyEntry]
+    letters: list[LetterLine]
+    tasks: list[StaffTask]
+    decisions: list[LegalDecision]
+    other_cases: list[CaseRecord]
+
+
+class _OnePupil:
+    """compute_figures for one pupil: the same statement, narrowed to that pupil, so a
+    case page does not compute the whole school's figures to show one child's."""
+
+    SCOPE = "p.school_id = :school_id AND p.on_roll"
+
+    def __init__(self, session: Session, pupil_id: int):
+        self.session, self.pupil_id = session, pupil_id
+
+    def connection(self) -> "_OnePupil":
+        return self
+
+    def execute(self, statement: Any, params: dict[str, Any]) -> Any:
+        sql = statement.text
+        if sql.count(self.SCOPE) != 2:  # the statement changed shape: narrow afterwards
+            return [row for row in self.session.connection().execute(statement, params)]
+        narrowed = sql.replace(self.SCOPE, self.SCOPE + " AND p.id = :pupil_id")
+        return self.session.connection().execute(
+            text(narrowed), {**params, "pupil_id": self.pupil_id}
+        )
+
+
+def pupil_figures(
+    session: Session, ctx: SchoolContext, pupil_id: int, as_of: date | None = None
+) -> PupilFigures | None:
+    rows = compute_figures(
+        session=_OnePupil(session, pupil_id),  # type: ignore[arg-type]
+        school_id=ctx.school.id,
+        as_of=as_of or ctx.as_of,
+        rules=ctx.policy.figure_rules(),
+        calendar=ctx.calendar,
+    )
+    return next((f for f in rows if f.pupil_id == pupil_id), None)
+
+
+def year_first_day(ctx: SchoolContext) -> date:
+    return ctx.calendar.year_start(ctx.as_of) or date(academic_year_of(ctx.as_of), 9, 1)
+
+
+def register_weeks(
+    session: Session, pupil_id: int, first: date, last: date
+) -> tuple[list[RegisterWeekLine], list[tuple[str, str]]]:
+    """The pupil's register from `first` to `last`, a row per week, with each amended
+    mark's original code."""
+    marks = session.exec(
+        select(RegisterMark.day, RegisterMark.session, RegisterMark.code).where(
+            RegisterMark.pupil_id == pupil_id,
+            RegisterMark.day >= first,
+            RegisterMark.day <= last,
+        )
+    ).all()
+    amended = {
+        (a.day, str(a.session)): a.original_code
+        for a in session.exec(
+            select(MarkAmendment)
+            .where(MarkAmendment.pupil_id == pupil_id, MarkAmendment.day >= first)
+            .order_by(MarkAmendment.amended_at.desc())  # type: ignore[attr-defined]
+        ).all()
+    }
+    by_day = {(d, str(s)): c for d, s, c in marks}
+    weeks: list[RegisterWeekLine] = []
+    used: set[str] = set()
+    monday = week_start(first)
+    while monday <= last:
+        cells = []
+        for offset in range(5):
+            day = monday + timedelta(days=offset)
+            for half in SESSIONS:
+                code = by_day.get((day, half), "")
+                used.add(code)
+                cells.append((day, half, code, amended.get((day, half), "")))
+        if any(c[2] for c in cells):
+            weeks.append(RegisterWeekLine(monday, cells))
+        monday += timedelta(days=7)
+    codes = [(c, NATIONAL_CODES[c].meaning) for c in NATIONAL_CODES if c in used]
+    return weeks, codes
+
+
+def pupil_weeks(session: Session, pupil_id: int, first: date, last: date) -> list[WeekPoint]:
+    rows = session.connection().execute(
+        text(
+            "SELECT week_start, possible, present FROM registerweek"
+            " WHERE pupil_id = :pupil_id AND week_start >= :first AND week_start <= :last"
+            " ORDER BY week_start"
+        ),
+        {"pupil_id": pupil_id, "first": week_start(first), "last": last},
+    )
+    return [WeekPoint(date.fromisoformat(str(w)[:10]), p, pr) for w, p, pr in rows]
+
+
+def letters_of(session: Session, pupil_id: int) -> list[LetterLine]:
+    letters = session.exec(
+        select(Letter)
+        .where(Letter.pupil_id == pupil_id)
+        .order_by(Letter.written_on.desc(), Letter.id.desc())  # type: ignore[attr-defined]
+    ).all()
+    if not letters:
+        return []
+    copies: dict[int, list[Outbox]] = defaultdict(list)
+    for row in session.exec(
+        select(Outbox).where(col(Outbox.letter_id).in_([x.id for x in letters])).order_by(Outbox.id)
+    ).all():
+        copies[row.letter_id].append(row)
+    return [LetterLine(x, copies[x.id]) for x in letters]
+
+
+def case_page(session: Session, ctx: SchoolContext, record: CaseRecord) -> CasePage:
+    pupil = session.get(Pupil, record.pupil_id)
+    assert pupil is not None and pupil.school_id == ctx.school.id
+    first = year_first_day(ctx)
+    figures = pupil_figures(session, ctx, pupil.id) if pupil.on_roll else None
+    register, codes = register_weeks(session, pupil.id, first, ctx.as_of)
+    chronology = session.exec(
+        select(ChronologyEntry)
+        .where(ChronologyEntry.pupil_id == pupil.id, ChronologyEntry.school_id == ctx.school.id)
+        .order_by(ChronologyEntry.at.desc(), ChronologyEntry.id.desc())  # type: ignore[attr-defined]
+    ).all()
+    tasks = session.exec(
+        select(StaffTask)
+        .where(StaffTask.case_id == record.case_id, StaffTask.status == "open")
+        .order_by(StaffTask.due_at)
+    ).all()
+    decisions = session.exec(
+        select(LegalDecision)
+        .where(LegalDecision.case_id == record.case_id)
+        .order_by(LegalDecision.asked_on.desc())  # type: ignore[attr-defined]
+    ).all()
+    others = session.exec(
+        select(CaseRecord)
+        .where(CaseRecord.pupil_id == pupil.id, CaseRecord.case_id != record.case_id)
+        .order_by(CaseRecord.opened_on.desc())  # type: ignore[attr-defined]
+    ).all()
+    return CasePage(
+        record=record,
+        pupil=pupil,
+        flags=flags_of(pupil),
+        contacts=contacts_of(session, [pupil.id]).get(pupil.id, []),
+        figures=figures,
+        thresholds=ctx.policy.thresholds_holding(figures) if figures else [],
+        weeks=pupil_weeks(session, pupil.id, first, ctx.as_of),
+        register=register,
+        codes_used=codes,
+        chronology=list(chronology),
+        letters=letters_of(session, pupil.id),
+        tasks=list(tasks),
+        decisions=list(decisions),
+        other_cases=list(others),
+    )
+
+
+def letter_of(session: Session, school_id: int, pupil_id: int, letter_id: int) -> Letter | None:
+    letter = session.get(Letter, letter_id)
+    if letter is None or letter.school_id != school_id or letter.pupil_id != pupil_id:
+        return None
+    return letter
+
+
+def first_copy(session: Session, letter_id: int) -> Outbox | None:
+    return session.exec(
+        select(Outbox).where(Outbox.letter_id == letter_id).order_by(Outbox.id)
+    ).first()
+
+
+# --------------------------------------------------------------------------- Approvals
+
+
+@dataclass
+class DecisionLine:
+    decision: LegalDecision
+    pupil: Pupil
+    figures: PupilFigures | None
+    chronology: list[ChronologyEntry]
+    letters: int
+    overdue: bool
+    stage: str
+
+
+@dataclass
+class ThresholdLine:
+    pupil: Pupil
+    since: date
+    value: float | None
+    case_id: str | None
+
+
+@dataclass
+class ApprovalsPage:
+    awaiting: list[DecisionLine]
+    national: list[ThresholdLine]  # over the National Framework threshold, no decision yet
+    decided: list[tuple[LegalDecision, Pupil]]
+
+
+NATIONAL_THRESHOLD = "penalty_notice_consideration"
+
+
+def approvals_page(session: Session, ctx: SchoolContext) -> ApprovalsPage:
+    school_id = ctx.school.id
+    awaiting = session.exec(
+        select(LegalDecision)
+        .where(LegalDecision.school_id == school_id, LegalDecision.status == "awaiting")
+        .order_by(LegalDecision.due_on, LegalDecision.id)
+    ).all()
+    decided = session.exec(
+        select(LegalDecision)
+        .where(LegalDecision.school_id == school_id, LegalDecision.status != "awaiting")
+        .order_by(LegalDecision.decided_on.desc(), LegalDecision.id.desc())  # type: ignore[union-attr]
+        .limit(20)
+    ).all()
+    over = session.exec(
+        select(ThresholdState)
+        .join(Pupil, Pupil.id == ThresholdState.pupil_id)
+        .where(
+            Pupil.school_id == school_id,
+            ThresholdState.threshold == NATIONAL_THRESHOLD,
+            ThresholdState.active,
+        )
+    ).all()
+    # A pupil over the threshold with a decision recorded since is no longer waiting.
+    recorded = {
+        (d.pupil_id, d.asked_on)
+        for d in session.exec(
+            select(LegalDecision).where(
+                LegalDecision.school_id == school_id,
+                col(LegalDecision.pupil_id).in_([s.pupil_id for s in over]),
+            )
+        ).all()
+    }
+    waiting = [s for s in over if not any(p == s.pupil_id and on >= s.since for p, on in recorded)]
+    wanted = (
+        {d.pupil_id for d in awaiting}
+        | {d.pupil_id for d in decided}
+        | {s.pupil_id for s in waiting}
+    )
+    pupils = pupils_by_id(session, school_id, wanted)
+    stages = dict(
+        session.exec(
+            select(CaseRecord.case_id, CaseRecord.stage).where(
+                col(CaseRecord.case_id).in_([d.case_id for d in awaiting])
+            )
+        ).all()
+    )
+    cases_of = dict(
+        session.exec(
+            select(CaseRecord.pupil_id, CaseRecord.case_id).where(
+                CaseRecord.school_id == school_id,
+                CaseRecord.kind == "attendance_case",
+                col(CaseRecord.pupil_id).in_([s.pupil_id for s in waiting]),
+            )
+        ).all()
+    )
+    lines = []
+    for decision in awaiting:
+        pupil = pupils.get(decision.pupil_id)
+        if pupil is None:
+            continue
+        chronology = session.exec(
+            select(ChronologyEntry)
+            .where(ChronologyEntry.pupil_id == pupil.id, ChronologyEntry.school_id == school_id)
+            .order_by(ChronologyEntry.at.desc(), ChronologyEntry.id.desc())  # type: ignore[attr-defined]
+            .limit(8)
+        ).all()
+        letters = session.exec(
+            select(func.count()).select_from(Letter).where(Letter.pupil_id == pupil.id)
+        ).one()
+        lines.append(
+            DecisionLine(
+                decision,
+                pupil,
+                pupil_figures(session, ctx, pupil.id) if pupil.on_roll else None,
+                list(chronology),
+                letters,
+                decision.due_on < ctx.today,
+                stages.get(decision.case_id, ""),
+            )
+        )
+    return ApprovalsPage(
+        awaiting=lines,
+        national=[
+            ThresholdLine(pupils[s.pupil_id], s.since, s.value, cases_of.get(s.pupil_id))
+            for s in waiting
+            if s.pupil_id in pupils
+        ],
+        decided=[(d, pupils[d.pupil_id]) for d in decided if d.pupil_id in pupils],
+    )
+
+
+# --------------------------------------------------------------------------- School
+
+
+@dataclass
+class TrendPoint:
+    week_start: date
+    rate: float | None  # attendance that week
+    persistent: int  # PA pupils as of the week's end
+    severe: int
+
+
+@dataclass
+class CohortLine:
+    name: str
+    pupils: int
+    rate: float | None
+    persistent: int
+    severe: int
+
+    @property
+    def persistent_share(self) -> float | None:
+        return 100.0 * self.persistent / self.pupils if self.pupils else None
+
+
+@dataclass
+class SchoolPage:
+    pupils: int
+    rate: float | None
+    persistent: int
+    severe: int
+    trend: list[TrendPoint]
+    cohorts: list[CohortLine]
+    codes: list[tuple[str, str, int, str]]  # (code, meaning, sessions, category)
+    returns_due: list[tuple[LAReturn, Pupil | None]]
+    returns_counts: dict[str, int]
+    cases_by_stage: list[tuple[str, str, int]]  # (kind, stage, open cases)
+    decisions: dict[str, int]  # awaiting / approved / declined this year
+    year_start: date
+
+
+# The School page's figures depend only on the register, so they are kept until it
+# changes (register_version); the first page after a change computes them again.
+_school_cache: dict[tuple, Any] = {}
+_school_lock = threading.Lock()
+
+
+def _register_aggregates(session: Session, ctx: SchoolContext, first: date) -> dict[str, Any]:
+    """Year-to-date sums per pupil, the weekly trend and code usage, in three statements."""
+    rules = ctx.policy.figure_rules()
+    params = {
+        "school_id": ctx.school.id,
+        "first_week": week_start(first).isoformat(),
+        "last_week": week_start(ctx.as_of).isoformat(),
+        "first": first.isoformat(),
+        "last": ctx.as_of.isoformat(),
+        "min_possible": rules.persistent_absence_min_possible,
+        "pa": rules.persistent_absence_rate,
+        "sa": rules.severe_absence_rate,
+    }
+    weeks = """
+        SELECT rw.pupil_id, rw.week_start, rw.possible, rw.present
+        FROM registerweek rw JOIN pupil p ON p.id = rw.pupil_id
+        WHERE p.school_id = :school_id AND p.on_roll
+          AND rw.week_start >= :first_week AND rw.week_start <= :last_week
+    """
+    connection = session.connection()
+    trend = connection.execute(
+        text(
+            f"""
+            WITH w AS ({weeks}),
+            c AS (
+                SELECT week_start, possible, present,
+                    SUM(possible) OVER (PARTITION BY pupil_id ORDER BY week_start) AS cp,
+                    SUM(present) OVER (PARTITION BY pupil_id ORDER BY week_start) AS cpr
+                FROM w
+            )
+            SELECT week_start, SUM(possible), SUM(present),
+                SUM(CASE WHEN cp >= :min_possible AND (cp - cpr) * 100 >= :pa * cp
+                    THEN 1 ELSE 0 END),
+                SUM(CASE WHEN cp >= :min_possible AND (cp - cpr) * 100 >= :sa * cp
+                    THEN 1 ELSE 0 END)
+            FROM c GROUP BY week_start ORDER BY week_start
+            """
+        ),
+        params,
+    ).all()
+    per_pupil = connection.execute(
+        text(
+            f"""
+            WITH w AS ({weeks})
+            SELECT p.id, p.send OR p.ehcp, p.fsm, p.social_worker, p.looked_after,
+                COALESCE(SUM(w.possible), 0), COALESCE(SUM(w.present), 0)
+            FROM pupil p LEFT JOIN w ON w.pupil_id = p.id
+            WHERE p.school_id = :school_id AND p.on_roll
+            GROUP BY p.id
+            """
+        ),
+        params,
+    ).all()
+    codes = connection.execute(
+        text(
+            """
+            SELECT m.code, COUNT(*) FROM registermark m
+            WHERE m.pupil_id IN (SELECT id FROM pupil WHERE school_id = :school_id AND on_roll)
+              AND m.day >= :first AND m.day <= :last
+            GROUP BY m.code
+            """
+        ),
+        params,
+    ).all()
+    return {"trend": trend, "per_pupil": per_pupil, "codes": codes}
+
+
+def _cohort(name: str, rows: list, rules) -> CohortLine:
+    possible = sum(r[5] for r in rows)
+    present = sum(r[6] for r in rows)
+
+    def over(rate: float) -> int:
+        return sum(
+            1
+            for r in rows
+            if r[5] >= rules.persistent_absence_min_possible and (r[5] - r[6]) * 100 >= rate * r[5]
+        )
+
+    return CohortLine(
+        name,
+        len(rows),
+        100.0 * present / possible if possible else None,
+        over(rules.persistent_absence_rate),
+        over(rules.severe_absence_rate),
+    )
+
+
+def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
+    school_id = ctx.school.id
+    first = year_first_day(ctx)
+    key = (school_id, first, ctx.as_of, register_version(session, school_id), ctx.school.policy)
+    with _school_lock:
+        cached = _school_cache.get(key)
+    if cached is None:
+        cached = _register_aggregates(session, ctx, first)
+        with _school_lock:
+            for old in [k for k in _school_cache if k[0] == school_id]:
+                del _school_cache[old]
+            _school_cache[key] = cached
+    rules = ctx.policy.figure_rules()
+    per_pupil = cached["per_pupil"]
+    everyone = _cohort("All pupils", per_pupil, rules)
+    cohorts = [everyone]
+    for index, (flag, name) in enumerate(COHORTS.items(), start=1):
+        inside = [r for r in per_pupil if r[index]]
+        cohorts.append(_cohort(name, inside, rules))
+        if flag == "fsm":
+            cohorts.append(
+                _cohort("Not free school meals", [r for r in per_pupil if not r[2]], rules)
+            )
+    trend = [
+        TrendPoint(
+            date.fromisoformat(str(w)[:10]),
+            100.0 * present / possible if possible else None,
+            pa,
+            sa,
+        )
+        for w, possible, present, pa, sa in cached["trend"]
+    ]
+    codes = sorted(
+        (
+            (code, NATIONAL_CODES[code].meaning, count, str(NATIONAL_CODES[code].category))
+            for code, count in cached["codes"]
+            if code in NATIONAL_CODES
+        ),
+        key=lambda c: -c[2],
+    )
+    returns = session.exec(
+        select(LAReturn)
+        .where(LAReturn.school_id == school_id, LAReturn.status == "due")
+        .order_by(LAReturn.raised_on, LAReturn.id)
+    ).all()
+    pupils = pupils_by_id(session, school_id, {r.pupil_id for r in returns})
+    stage_rows = session.exec(
+        select(CaseRecord.kind, CaseRecord.stage, func.count())
+        .where(CaseRecord.school_id == school_id, col(CaseRecord.status).in_(("open", "paused")))
+        .group_by(CaseRecord.kind, CaseRecord.stage)
+        .order_by(CaseRecord.kind, CaseRecord.stage)
+    ).all()
+    decisions = dict(
+        session.exec(
+            select(LegalDecision.status, func.count())
+            .where(LegalDecision.school_id == school_id, LegalDecision.asked_on >= first)
+            .group_by(LegalDecision.status)
+        ).all()
+    )
+    return SchoolPage(
+        pupils=everyone.pupils,
+        rate=everyone.rate,
+        persistent=everyone.persistent,
+        severe=everyone.severe,
+        trend=trend,
+        cohorts=cohorts,
+        codes=codes,
+        returns_due=[(r, pupils.get(r.pupil_id)) for r in returns],
+        returns_counts=dict(Counter(r.kind for r in returns)),
+        cases_by_stage=[(k, s or "(no stage yet)", n) for k, s, n in stage_rows],
+        decisions=decisions,
+        year_start=first,
+    )
+
+
+def schools_of(session: Session, school_ids: tuple[int, ...]) -> list[School]:
+    if not school_ids:
+        return []
+    return list(
+        session.exec(
+            select(School).where(col(School.id).in_(school_ids)).order_by(School.name)
+        ).all()
+    )
+
+
+@dataclass
+class SchoolSummary:
+    school: School
+    open_cases: int
+    awaiting: int
+    returns_due: int
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def schools_summary(session: Session, schools: list[School]) -> list[SchoolSummary]:
+    """For the list of an LA officer's schools: what is open at each."""
+    ids = [s.id for s in schools]
+    if not ids:
+        return []
+    cases = dict(
+        session.exec(
+            select(CaseRecord.school_id, func.count())
+            .where(
+                col(CaseRecord.school_id).in_(ids), col(CaseRecord.status).in_(("open", "paused"))
+            )
+            .group_by(CaseRecord.school_id)
+        ).all()
+    )
+    awaiting = dict(
+        session.exec(
+            select(LegalDecision.school_id, func.count())
+            .where(col(LegalDecision.school_id).in_(ids), LegalDecision.status == "awaiting")
+            .group_by(LegalDecision.school_id)
+        ).all()
+    )
+    returns = dict(
+        session.exec(
+            select(LAReturn.school_id, func.count())
+            .where(col(LAReturn.school_id).in_(ids), LAReturn.status == "due")
+            .group_by(LAReturn.school_id)
+        ).all()
+    )
+    return [
+        SchoolSummary(s, cases.get(s.id, 0), awaiting.get(s.id, 0), returns.get(s.id, 0))
+        for s in schools
+    ]
