@@ -129,11 +129,22 @@ class PenaltyNoticeInput:
 
 
 @dataclass
+class ParentNotice:
+    """One parent's line of a penalty-notice request; sequence and amount are None where
+    prosecution is considered instead."""
+
+    contact_id: int
+    parent: str
+    sequence: int | None
+    amount: int | None
+
+
+@dataclass
 class PenaltyNoticeResult:
     """Per parent with parental responsibility: the notice each would get, or None where
     this would be the third within the period (prosecution is considered instead)."""
 
-    notices: list[tuple[int, int | None, int | None]]  # (contact_id, sequence, amount)
+    notices: list[ParentNotice]
     prosecution_instead: bool
 
 
@@ -321,7 +332,9 @@ class CaseActivities:
                     select(PenaltyNotice).where(PenaltyNotice.key == key)
                 ).first()
                 if existing is not None:
-                    notices.append((parent.id, existing.sequence, existing.amount))
+                    notices.append(
+                        ParentNotice(parent.id, _name(parent), existing.sequence, existing.amount)
+                    )
                     continue
                 earlier = session.exec(
                     select(func.count())
@@ -335,7 +348,7 @@ class CaseActivities:
                 sequence = earlier + 1
                 if sequence > len(input.amounts):
                     prosecution = True
-                    notices.append((parent.id, None, None))
+                    notices.append(ParentNotice(parent.id, _name(parent), None, None))
                     continue
                 session.add(
                     PenaltyNotice(
@@ -350,7 +363,9 @@ class CaseActivities:
                         reduced_amount=input.reduced_first if sequence == 1 else None,
                     )
                 )
-                notices.append((parent.id, sequence, input.amounts[sequence - 1]))
+                notices.append(
+                    ParentNotice(parent.id, _name(parent), sequence, input.amounts[sequence - 1])
+                )
             return PenaltyNoticeResult(notices=notices, prosecution_instead=prosecution)
 
     @activity.defn
@@ -361,6 +376,10 @@ class CaseActivities:
                 .where(PenaltyNotice.key.startswith(f"{input.key}/"))
                 .values(outcome=input.outcome, outcome_on=date.fromisoformat(input.on_day))
             )
+
+
+def _name(parent: Contact) -> str:
+    return " ".join(part for part in (parent.title, parent.forename, parent.surname) if part)
 
 
 def _same_person(session: Session, parent: Contact):

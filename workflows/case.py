@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.cases import (
@@ -609,6 +610,26 @@ class AttendanceCase:
         self, template: str, ladder: CaseLadder, stage: CaseStage, data: dict | None = None
     ) -> None:
         assert self.input
+        try:
+            await self._send(template, ladder, stage, data)
+        except ActivityError as error:  # a letter that cannot be written: staff send it
+            cause = getattr(error.cause, "message", "") or str(error.cause)
+            await self._write(
+                notes=[self._note("letter", f"Letter {template} could not be produced: {cause}")],
+                open_tasks=[
+                    self._task(
+                        "letter_failed",
+                        f"Send the {stage.name} letter by hand ({template})",
+                        "attendance_officer",
+                        days=1,
+                    )
+                ],
+            )
+
+    async def _send(
+        self, template: str, ladder: CaseLadder, stage: CaseStage, data: dict | None
+    ) -> None:
+        assert self.input
         await workflow.execute_activity(
             "send_letter",
             LetterRequest(
@@ -852,9 +873,9 @@ class AttendanceCase:
                         )
                     ],
                 )
-                await self._letter("la/prosecution_referral", ladder, stage)
+                await self._letter("la/legal_referral", ladder, stage)
                 return
-            amounts = ", ".join(f"notice {seq}: £{amount}" for _, seq, amount in result.notices)
+            amounts = ", ".join(f"{n.parent}: £{n.amount}" for n in result.notices)
             ls.awaiting_la = key
             await self._write(
                 notes=[self._note("legal", f"Penalty notice requested from the LA ({amounts})")]
@@ -863,7 +884,12 @@ class AttendanceCase:
                 "la/penalty_notice_request",
                 ladder,
                 stage,
-                {"notices": [list(n) for n in result.notices]},
+                {
+                    "notices": [
+                        {"parent": n.parent, "sequence": n.sequence, "amount": n.amount}
+                        for n in result.notices
+                    ]
+                },
             )
             return
         if stage.legal_step in (
