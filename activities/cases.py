@@ -453,6 +453,14 @@ class CaseLadder:
 
 
 @dataclass
+class LatenessFollowUp:
+    """What the policy has staff do when a pupil crosses a lateness threshold."""
+
+    by: str
+    tasks: list[str]
+
+
+@dataclass
 class CasePolicy:
     """What the attendance case needs of the school's policy, taken when the case starts so
     that editing the policy never changes the history of a running case."""
@@ -470,6 +478,7 @@ class CasePolicy:
     meeting_escalate_days: int
     own_penalty_notice_ladder: bool = True
     la_advice_role: str | None = None
+    lateness_rules: dict[str, LatenessFollowUp] = field(default_factory=dict)
 
 
 @dataclass
@@ -556,6 +565,10 @@ def case_policy(policy) -> CasePolicy:
         la_advice_role=(
             policy.enforcement.seeks_la_advice.value if policy.enforcement.seeks_la_advice else None
         ),
+        lateness_rules={
+            rule.when: LatenessFollowUp(rule.by.value, list(rule.tasks))
+            for rule in policy.lateness.rules
+        },
     )
 
 

@@ -242,7 +242,15 @@ async def test_st_barnabas_up_every_rung_and_back_down(
             (1, 160, 80, "paid_reduced"),
         ]
         letters = [lt.template for lt in session.exec(select(Letter).order_by(Letter.id))]
-        assert letters == ["st_barnabas/below_97", "la/penalty_notice_request"]
+        # Up: a letter at each rung, the LA's request and the parents' notice once the
+        # headteacher approved; down: a positive letter at each step.
+        assert letters == [
+            "st_barnabas/below_97",
+            "st_barnabas/sac_meeting",
+            "st_barnabas/support_plan",
+            "la/penalty_notice_request",
+            "st_barnabas/la_referral_notice",
+        ] + ["st_barnabas/improvement"] * 4
         record = session.get(CaseRecord, case_id)
         assert record.status == "closed"
         assert session.exec(select(StaffTask).where(StaffTask.status == "open")).all() == []

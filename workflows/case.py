@@ -321,6 +321,10 @@ class AttendanceCase:
                         days=1,
                     )
                 )
+            elif name in self._policy().lateness_rules:
+                rule = self._policy().lateness_rules[name]
+                notes.append(self._note("lateness", f"Lateness: {name.replace('_', ' ')}"))
+                tasks += [self._task("lateness", text, rule.by, days=1) for text in rule.tasks]
             elif name == "severe_absence":
                 notes.append(self._note("threshold", "Severely absent (50% or more)"))
                 tasks.append(
@@ -891,6 +895,7 @@ class AttendanceCase:
                     ]
                 },
             )
+            await self._send_stage_letters(ladder, stage)
             return
         if stage.legal_step in (
             "prosecution_referral",
