@@ -124,10 +124,6 @@ async def _until(check, what: str) -> None:
 
 @pytest_asyncio.fixture(scope="module")
 async def site(tmp_path_factory, temporal_env, mailbox) -> AsyncIterator[Site]:
-    import time
-
-    T = time.perf_counter()
-    print("T0", flush=True)
     folder = tmp_path_factory.mktemp("web")
     _, smtp_port = mailbox
     settings = Settings(
@@ -159,7 +155,6 @@ async def site(tmp_path_factory, temporal_env, mailbox) -> AsyncIterator[Site]:
             users[role] = email
         session.commit()
 
-    print("world", time.perf_counter() - T, flush=True)
     client = temporal_env.client
     queue = f"web-{uuid.uuid4()}"
     suffix = queue[-12:]
@@ -201,17 +196,13 @@ async def site(tmp_path_factory, temporal_env, mailbox) -> AsyncIterator[Site]:
                 ],
             )
 
-        print("started", time.perf_counter() - T, flush=True)
-
         async def stage_is(handle, ladder: str, stage: str) -> bool:
             return (await handle.query(AttendanceCase.status)).ladder_stages.get(ladder) == stage
 
         await _until(lambda: stage_is(meeting, "continued_absence", "concern_letter"), "letter")
-        print("letter", time.perf_counter() - T, flush=True)
         # Four school weeks on, no better: the meeting with the Senior Attendance Champion.
         await temporal_env.fast_forward(meeting, timedelta(days=28))
         await _until(lambda: stage_is(meeting, "continued_absence", "sac_meeting"), "meeting")
-        print("meeting", time.perf_counter() - T, flush=True)
         await _until(
             lambda: stage_is(decision, "penalty_notice", "consider_penalty_notice"), "decision"
         )
@@ -221,7 +212,6 @@ async def site(tmp_path_factory, temporal_env, mailbox) -> AsyncIterator[Site]:
 
         await _until(episode_recorded, "the episode's first day")
 
-        print("episode", time.perf_counter() - T, flush=True)
         port = free_port()
         web = server(settings, engine=engine, temporal_client=client, host="127.0.0.1", port=port)
         serving = asyncio.create_task(web.serve())
