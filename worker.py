@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.cases import CaseActivities, CasePolicyActivities
+from activities.episodes import EpisodeActivities
 from activities.letters import build_letter_activities
 from activities.sweep import SweepActivities
 from database import make_engine, session_factory
@@ -48,6 +49,7 @@ def build_worker(
             case_reads.load_case_policy,
             case_reads.review_figures,
             case_reads.review_day,
+            EpisodeActivities(sessions).load_episode_procedure,
             *letters.all,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),

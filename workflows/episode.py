@@ -3,8 +3,10 @@ contact, return, or a referral as a child missing education.
 
 Started by the register-close sweep with signal-with-start (ID `absence-<pupil id>-<first
 day>`, which is also its case ID), then told each school day what the register says. The
-school's procedure arrives in the input, taken from its policy when the episode starts, so
-editing a policy never changes the history of an episode already running.
+school's procedure is read from its policy when the episode starts (or given in the input),
+and kept in the workflow's history, so editing a policy never changes an episode already
+running. Pupils the policy's safeguarding variant applies to (a social worker, a child
+protection plan, looked after...) follow its shortened path, and the DSL is told on day 1.
 """
 
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, time, timedelta, timezone
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.cases import (
@@ -22,63 +25,61 @@ with workflow.unsafe.imports_passed_through():
         ReturnToRaise,
         TaskToOpen,
     )
+    from activities.episodes import (
+        ACTION_WORDS,
+        REFERRALS,
+        VISIT_ACTIONS,
+        EpisodeAction,
+        EpisodeActivities,
+        EpisodeDay,
+        EpisodeProcedure,
+        LoadEpisodeProcedureInput,
+    )
     from models.codes import NATIONAL_CODES, Category
+    from models.policy import Role
 
-STAFF_ROLES = ("office", "attendance_officer", "dsl", "headteacher")
+__all__ = [
+    "ACTION_WORDS",
+    "CONTACT_OUTCOMES",
+    "VISIT_OUTCOMES",
+    "AbsenceEpisode",
+    "AbsenceEpisodeInput",
+    "AbsenceEpisodeResult",
+    "EpisodeAction",
+    "EpisodeDay",
+    "EpisodeProcedure",
+    "EpisodeState",
+    "RecordContactInput",
+    "RecordVisitInput",
+    "RegisterToday",
+    "StepResult",
+]
+
+# Every member of staff may record what a parent said (the policy's roles).
+STAFF_ROLES: tuple[str, ...] = tuple(role.value for role in Role)
+# Besides whoever the procedure sends, these may record a home visit.
+VISIT_LEADS = (
+    Role.ATTENDANCE_OFFICER.value,
+    Role.DESIGNATED_SAFEGUARDING_LEAD.value,
+    Role.SENIOR_ATTENDANCE_CHAMPION.value,
+    Role.HEADTEACHER.value,
+)
 CONTACT_OUTCOMES = ("contact_made", "no_answer", "message_left", "wrong_number")
 VISIT_OUTCOMES = ("child_seen", "not_seen", "card_left")
-# Actions the engine does itself; the rest become tasks for staff.
-REFERRALS = {
-    "cme_referral": "Referral to the local authority: child missing education",
-    "missing_persons_referral": "Referral to missing persons",
-}
-ACTION_WORDS = {
-    "call_parents": "Phone parents/carers",
-    "text_parents": "Text parents/carers",
-    "email_parents": "Email parents/carers",
-    "call_emergency_contacts": "Phone the emergency contacts",
-    "letter_home": "Letter home",
-    "home_visit": "Home visit",
-    "calling_card": "Leave a calling card",
-    "notify_dsl": "Tell the designated safeguarding lead",
-    "wider_search": "Wider search: all contacts, siblings' schools, agencies",
-    "daily_contact_attempts": "Daily calls and texts to family and contacts",
-    **REFERRALS,
-}
 ACTIVITY_TIMEOUT = timedelta(minutes=2)
 RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
-
-
-@dataclass
-class EpisodeAction:
-    action: str  # a key of ACTION_WORDS
-    role: str = "office"
-    due: str = ""  # HH:MM local time on that day; empty: by the end of the day
-
-
-@dataclass
-class EpisodeDay:
-    day: int  # school day of absence, 1-based
-    actions: list[EpisodeAction] = field(default_factory=list)
-
-
-@dataclass
-class EpisodeProcedure:
-    end_of_day: str = "15:30"
-    days: list[EpisodeDay] = field(default_factory=list)
-    safeguarding_days: list[EpisodeDay] = field(default_factory=list)
-
-    def actions_for(self, day: int, safeguarding: bool) -> list[EpisodeAction]:
-        plan = self.safeguarding_days if safeguarding and self.safeguarding_days else self.days
-        return [a for d in plan if d.day == day for a in d.actions]
 
 
 @dataclass
 class AbsenceEpisodeInput:
     school_id: int
     pupil_id: int
-    procedure: EpisodeProcedure
-    safeguarding: bool = False  # social worker, child protection plan or looked after
+    first_day: str  # ISO date: the first day of the run of unexplained absence
+    # The school's procedure; None: read from its policy when the episode starts.
+    procedure: EpisodeProcedure | None = None
+    # On the policy's safeguarding path (social worker, child protection plan, looked
+    # after...); None: decided from the pupil's flags when the procedure is read.
+    safeguarding: bool | None = None
 
 
 @dataclass
@@ -125,6 +126,10 @@ class EpisodeState:
     visits: list[str] = field(default_factory=list)
     referrals: list[str] = field(default_factory=list)
     closed_reason: str = ""
+    safeguarding: bool = False  # on the policy's shortened path
+    safeguarding_because: list[str] = field(default_factory=list)  # the pupil's flags
+    visit_due: bool = False  # a home visit is planned and its outcome not yet recorded
+    visit_roles: list[str] = field(default_factory=list)  # who the procedure sends
 
 
 @dataclass
@@ -143,6 +148,9 @@ def _is_absence_reason(code: str) -> bool:
     )
 
 
+FAILED_CONTACT = ("no_answer", "message_left", "wrong_number")
+
+
 @workflow.defn
 class AbsenceEpisode:
     def __init__(self) -> None:
@@ -150,12 +158,18 @@ class AbsenceEpisode:
         self.pending: list[RegisterToday] = []
         self.seen_days: set[str] = set()
         self.input: AbsenceEpisodeInput | None = None
+        self.procedure: EpisodeProcedure | None = None
+        self.processing = False
         self.attempt_since_day_started = False
         self.utc_offset = UTC
+        self.opened: set[str] = set()  # keys of the tasks opened so far
+        self.today_fallbacks: list[EpisodeAction] = []  # the day's "may" actions
 
     @workflow.run
     async def run(self, input: AbsenceEpisodeInput) -> AbsenceEpisodeResult:
         self.input = input
+        self.state.first_day = input.first_day
+        await self._load_procedure(input)
         while self.state.status == "open":
             await workflow.wait_condition(lambda: bool(self.pending) or self.closing)
             if self.closing:
@@ -167,6 +181,9 @@ class AbsenceEpisode:
                 await self._remind_if_not_done(len(self.state.days_absent), tasks)
         await self._close()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        # Stay until the school day is over, so that a step recorded late today is refused
+        # with the reason the episode closed rather than finding no episode at all.
+        await self._linger_until_midnight()
         return AbsenceEpisodeResult(
             self.state.closed_reason, len(self.state.days_absent), self.state.referrals
         )
@@ -177,10 +194,15 @@ class AbsenceEpisode:
 
     @workflow.signal
     def register_today(self, marks: RegisterToday) -> None:
-        if marks.day not in self.seen_days:  # a repeated sweep changes nothing
-            self.seen_days.add(marks.day)
-            self.pending.append(marks)
-            self.utc_offset = timezone(timedelta(minutes=marks.utc_offset_minutes))
+        # A repeated sweep changes nothing; nor does a day before the episode began, or
+        # anything once it is closing.
+        if self.closing or marks.day in self.seen_days:
+            return
+        if self.input is not None and marks.day < self.input.first_day:
+            return
+        self.seen_days.add(marks.day)
+        self.pending.append(marks)
+        self.utc_offset = timezone(timedelta(minutes=marks.utc_offset_minutes))
 
     @workflow.query
     def status(self) -> EpisodeState:
@@ -192,6 +214,8 @@ class AbsenceEpisode:
     async def record_contact(self, step: RecordContactInput) -> StepResult:
         assert self.input
         await self._caught_up()
+        if self.closing:
+            raise ApplicationError(f"this absence episode is closed ({self.state.closed_reason})")
         day = self._today()
         words = step.outcome.replace("_", " ")
         notes = [
@@ -204,6 +228,7 @@ class AbsenceEpisode:
         ]
         self.state.contacts.append(f"{day} {step.outcome}")
         self.attempt_since_day_started = True
+        fallbacks: list[TaskToOpen] = []
         if step.outcome == "contact_made":
             sessions = list(self.state.sessions_unexplained)
             if sessions:
@@ -222,21 +247,26 @@ class AbsenceEpisode:
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=RETRY,
                 )
+            meaning = NATIONAL_CODES[step.code].meaning
             notes.append(
                 self._note(
                     "register",
-                    f"{len(sessions)} session(s) amended from N to {step.code}",
+                    f"{len(sessions)} session(s) amended from N to {step.code} ({meaning})",
                     step.by,
                     step.role,
                 )
             )
-            self.state.closed_reason = "contact made with parent/carer"
-        await self._apply(notes=notes)
-        return StepResult(self.state.status if not self.closing else "closing", notes[0].summary)
+            self.state.closed_reason = (
+                f"contact made with parent/carer: {step.reason} (register {step.code})"
+            )
+        else:
+            fallbacks = self._fallbacks()
+        await self._apply(notes=notes, open_tasks=fallbacks)
+        return StepResult("closing" if self.closing else "open", notes[0].summary)
 
     @record_contact.validator
     def _check_contact(self, step: RecordContactInput) -> None:
-        self._check_open_and_role(step.role)
+        self._check_open_and_role(step.role, STAFF_ROLES, "record contact")
         if step.outcome not in CONTACT_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(CONTACT_OUTCOMES)}")
         if step.outcome == "contact_made":
@@ -251,6 +281,8 @@ class AbsenceEpisode:
     @workflow.update
     async def record_visit(self, step: RecordVisitInput) -> StepResult:
         await self._caught_up()
+        if self.closing or not self.state.visit_due:
+            raise ApplicationError("no home visit is due on this absence episode now")
         words = {
             "child_seen": "child seen",
             "not_seen": "child not seen",
@@ -263,51 +295,103 @@ class AbsenceEpisode:
             step.role,
         )
         self.state.visits.append(f"{self._today()} {step.outcome}")
+        self.state.visit_due = False
         self.attempt_since_day_started = True
         if step.outcome == "child_seen":
-            self.state.closed_reason = "child seen on a home visit"
-        await self._apply(notes=[note], close_task_kinds=["home_visit", "calling_card"])
+            self.state.closed_reason = "child seen on a home visit" + (
+                f": {step.note}" if step.note else ""
+            )
+        await self._apply(
+            notes=[note],
+            close_task_kinds=list(VISIT_ACTIONS),
+            open_tasks=[] if self.closing else self._fallbacks(),
+        )
         return StepResult("closing" if self.closing else "open", note.summary)
 
     @record_visit.validator
     def _check_visit(self, step: RecordVisitInput) -> None:
-        self._check_open_and_role(step.role)
+        self._check_open_and_role(
+            step.role, (*self.state.visit_roles, *VISIT_LEADS), "record a home visit"
+        )
         if step.outcome not in VISIT_OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(VISIT_OUTCOMES)}")
+        if not self.state.visit_due:
+            day = len(self.state.days_absent)
+            raise ValueError(
+                f"no home visit is due on this absence episode (day {day} of absence)"
+                + (": the last one is recorded" if self.state.visits else "")
+            )
 
-    def _check_open_and_role(self, role: str) -> None:
+    def _check_open_and_role(self, role: str, roles, what: str) -> None:
         if self.state.status != "open" or self.closing:
             raise ValueError(f"this absence episode is closed ({self.state.closed_reason})")
-        if role not in STAFF_ROLES:
-            raise ValueError(f"role {role!r} may not record contact; one of {STAFF_ROLES}")
+        if self.procedure is None:
+            raise ValueError("this absence episode is still starting; try again in a moment")
+        if role not in roles:
+            allowed = ", ".join(dict.fromkeys(roles))
+            raise ValueError(f"role {role!r} may not {what} on this episode; one of {allowed}")
 
     # The day's procedure ----------------------------------------------------------------
+
+    async def _load_procedure(self, input: AbsenceEpisodeInput) -> None:
+        if input.procedure is not None:
+            self.procedure = input.procedure
+            self.state.safeguarding = bool(input.safeguarding)
+            return
+        loaded = await workflow.execute_activity_method(
+            EpisodeActivities.load_episode_procedure,
+            LoadEpisodeProcedureInput(school_id=input.school_id, pupil_id=input.pupil_id),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY,
+        )
+        self.procedure = loaded.procedure
+        self.state.safeguarding = (
+            loaded.safeguarding if input.safeguarding is None else input.safeguarding
+        )
+        self.state.safeguarding_because = loaded.because
 
     async def _caught_up(self) -> None:
         """Staff steps apply to the register as known: wait for days already received."""
         await workflow.wait_condition(lambda: not self.pending and not self.processing)
 
     async def _on_register(self, today: RegisterToday) -> list[TaskToOpen]:
-        assert self.input
+        assert self.input and self.procedure
         codes = [c for c in (today.am, today.pm) if c]
-        if codes and all(c != "N" for c in codes):
-            present = any(NATIONAL_CODES[c].counts_as_present for c in codes if c in NATIONAL_CODES)
+        if not codes:  # no register taken for the pupil yet: nothing to go on
+            return []
+        if any(c in NATIONAL_CODES and NATIONAL_CODES[c].counts_as_present for c in codes):
+            self.state.closed_reason = f"back in school on {today.day}"
+            return []
+        if "N" not in codes:
             self.state.closed_reason = (
-                "back in school" if present else f"absence explained in the register ({codes[0]})"
+                f"absence explained in the register on {today.day} ({codes[0]})"
             )
             return []
         self.state.days_absent.append(today.day)
-        self.state.first_day = self.state.first_day or today.day
         self.state.sessions_unexplained += [
             (today.day, half) for half, code in (("AM", today.am), ("PM", today.pm)) if code == "N"
         ]
         n = len(self.state.days_absent)
-        proc = self.input.procedure
         notes = [self._note("absence", f"Day {n} of unexplained absence")]
+        if n == 1 and self.state.safeguarding:
+            because = ", ".join(self.state.safeguarding_because) or "flagged by staff"
+            notes.append(
+                self._note(
+                    "safeguarding",
+                    f"Safeguarding path ({because}): the shortened procedure; the designated "
+                    "safeguarding lead is told today",
+                )
+            )
         tasks, returns = [], []
-        for i, action in enumerate(proc.actions_for(n, self.input.safeguarding)):
-            words = ACTION_WORDS.get(action.action, action.action)
+        self.today_fallbacks = []
+        for action in self.procedure.actions_for(n, self.state.safeguarding):
+            words = ACTION_WORDS.get(action.action, action.action.replace("_", " "))
+            if action.optional:
+                self.today_fallbacks.append(action)
+                continue
             if action.action in REFERRALS:
+                if action.action in self.state.referrals:  # a referral is made once
+                    continue
                 self.state.referrals.append(action.action)
                 returns.append(
                     ReturnToRaise(
@@ -318,19 +402,13 @@ class AbsenceEpisode:
                         figure=float(n),
                     )
                 )
-                notes.append(self._note("referral", f"{words} (day {n})"))
-                continue
-            due = self._local(today.day, action.due or proc.end_of_day)
-            tasks.append(
-                TaskToOpen(
-                    key=f"{self._case_id()}/day-{n}/{i}-{action.action}",
-                    kind=action.action,
-                    summary=f"{words} (day {n} of absence)",
-                    role=action.role,
-                    due_at=due.isoformat(),
+                notes.append(
+                    self._note("referral", f"{words} (day {n})", key=f"referral/{action.action}")
                 )
-            )
+            tasks.append(self._task(today.day, n, action))
         self.attempt_since_day_started = False
+        tasks = [t for t in tasks if t.key not in self.opened]
+        self.opened |= {t.key for t in tasks}
         await self._apply(
             notes=notes,
             open_tasks=tasks,
@@ -338,6 +416,33 @@ class AbsenceEpisode:
             next_action=tasks[0].summary if tasks else "",
             next_due=tasks[0].due_at if tasks else None,
         )
+        return tasks
+
+    def _task(self, day: str, n: int, action: EpisodeAction) -> TaskToOpen:
+        assert self.procedure
+        words = ACTION_WORDS.get(action.action, action.action.replace("_", " "))
+        if action.action in VISIT_ACTIONS:
+            self.state.visit_due = True
+            if action.role not in self.state.visit_roles:
+                self.state.visit_roles.append(action.role)
+        due = self._local(day, action.due or self.procedure.end_of_day or "24:00")
+        return TaskToOpen(
+            key=f"{self._case_id()}/day-{n}/{action.action}",
+            kind=action.action,
+            summary=f"{words} (day {n} of absence" + (", if needed)" if action.optional else ")"),
+            role=action.role,
+            due_at=due.isoformat(),
+        )
+
+    def _fallbacks(self) -> list[TaskToOpen]:
+        """An attempt failed: the day's "may" actions (emergency contacts, a home visit...)
+        become tasks, once."""
+        if not self.state.days_absent:
+            return []
+        n, day = len(self.state.days_absent), self.state.days_absent[-1]
+        tasks = [self._task(day, n, a) for a in self.today_fallbacks]
+        tasks = [t for t in tasks if t.key not in self.opened]
+        self.opened |= {t.key for t in tasks}
         return tasks
 
     async def _remind_if_not_done(self, n: int, tasks: list[TaskToOpen]) -> None:
@@ -357,13 +462,13 @@ class AbsenceEpisode:
         if self.attempt_since_day_started or self.closing:
             return
         await self._apply(
-            notes=[self._note("reminder", f"Overdue: {tasks[0].summary}", key_suffix=f"d{n}")],
+            notes=[self._note("reminder", f"Overdue: {tasks[0].summary}", key=f"overdue/{n}")],
             open_tasks=[
                 TaskToOpen(
                     key=f"{self._case_id()}/day-{n}/overdue",
                     kind="overdue",
                     summary=f"Overdue on day {n}: {tasks[0].summary}",
-                    role="attendance_officer",
+                    role=Role.ATTENDANCE_OFFICER.value,
                     due_at=(due + timedelta(hours=1)).isoformat(),
                 )
             ],
@@ -371,10 +476,20 @@ class AbsenceEpisode:
 
     async def _close(self) -> None:
         self.state.status = "closed"
+        self.state.visit_due = False
         await self._apply(
-            notes=[self._note("closed", f"Episode closed: {self.state.closed_reason}")],
+            notes=[
+                self._note("closed", f"Episode closed: {self.state.closed_reason}", key="closed")
+            ],
             close_task_kinds=["*"],
+            next_action="",
         )
+
+    async def _linger_until_midnight(self) -> None:
+        now = workflow.now().astimezone(self.utc_offset)
+        midnight = datetime.combine(now.date() + timedelta(days=1), time(0), self.utc_offset)
+        if midnight > now:
+            await workflow.sleep(midnight - now)
 
     # Helpers ------------------------------------------------------------------------------
 
@@ -385,17 +500,20 @@ class AbsenceEpisode:
         return workflow.now().astimezone(self.utc_offset).date().isoformat()
 
     def _local(self, day: str, hhmm: str) -> datetime:
-        """`hhmm` on `day` in the school's local time (as an aware datetime)."""
+        """`hhmm` on `day` in the school's local time (as an aware datetime); "24:00" is
+        the midnight that ends the day."""
         h, m = (int(x) for x in hhmm.split(":"))
-        local = datetime.combine(datetime.fromisoformat(day).date(), time(h, m))
-        return local.replace(tzinfo=self.utc_offset)
+        local = datetime.combine(datetime.fromisoformat(day).date(), time(0))
+        return (local + timedelta(hours=h, minutes=m)).replace(tzinfo=self.utc_offset)
 
     def _note(
-        self, kind: str, summary: str, actor: str = "engine", role: str = "", key_suffix: str = ""
+        self, kind: str, summary: str, actor: str = "engine", role: str = "", key: str = ""
     ) -> ChronologyNote:
-        count = workflow.info().get_current_history_length()
+        """A chronology entry; its key is the step's own (`key`) or the point in the
+        workflow's history, so a retried write finds it already there."""
+        key = key or f"{kind}/{workflow.info().get_current_history_length()}"
         return ChronologyNote(
-            key=f"{self._case_id()}/{kind}/{count}{key_suffix}",
+            key=f"{self._case_id()}/{key}",
             on_day=self.state.days_absent[-1] if self.state.days_absent else self._today(),
             kind=kind,
             summary=summary,
