@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from cli import demo as demo_cli
 from cli import imports as imports_cli
+from cli import letters as letters_cli
 from cli import policy as policy_cli
 from database import make_engine
 from figures.compute import compute_figures
@@ -26,6 +27,7 @@ from settings import VAR, get_settings, temporal_cli
 app = typer.Typer(help="School attendance escalation engine.", no_args_is_help=True)
 app.add_typer(policy_cli.app, name="policy", help="Check and show school policies.")
 app.add_typer(imports_cli.app, name="import", help="Import register marks, CTF and pupils.")
+app.add_typer(letters_cli.app, name="letters", help="Preview, show and print letters.")
 app.command("demo-data", help="Generate demo schools, pupils and register history.")(
     demo_cli.demo_data
 )
