@@ -15,12 +15,14 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from models.letters import Letter
 from models.tables import (
     CaseRecord,
+    LAReturn,
     ChronologyEntry,
     Contact,
     LegalDecision,
     PenaltyNotice,
     StaffTask,
 )
+from tests.conftest import add_school
 from tests.registers import add_pupil, both, register
 from worker import build_worker
 from workflows.case import (
@@ -244,13 +246,289 @@ async def test_st_barnabas_up_every_rung_and_back_down(
         letters = [lt.template for lt in session.exec(select(Letter).order_by(Letter.id))]
         # Up: a letter at each rung, the LA's request and the parents' notice once the
         # headteacher approved; down: a positive letter at each step.
-        assert letters == [
-            "st_barnabas/below_97",
-            "st_barnabas/sac_meeting",
-            "st_barnabas/support_plan",
-            "la/penalty_notice_request",
-            "st_barnabas/la_referral_notice",
-        ] + ["st_barnabas/improvement"] * 4
+        assert (
+            letters
+            == [
+                "st_barnabas/below_97",
+                "st_barnabas/sac_meeting",
+                "st_barnabas/support_plan",
+                "la/penalty_notice_request",
+                "st_barnabas/la_referral_notice",
+            ]
+            + ["st_barnabas/improvement"] * 4
+        )
         record = session.get(CaseRecord, case_id)
         assert record.status == "closed"
         assert session.exec(select(StaffTask).where(StaffTask.status == "open")).all() == []
+
+
+def school_pupil(engine, policy: str, absent: dict, *, first="2026-09-03", flags=None):
+    """A school on `policy` with one pupil and two parents, present every session of the
+    year except `absent`."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        school = add_school(session, name=policy, urn="118001", policy=policy)
+        pupil = add_pupil(session, school.id, 1)
+        for name, value in (flags or {}).items():
+            setattr(pupil, name, value)
+        add_parents(session, pupil.id)
+        register(session, school.id, pupil, first, "2027-07-21", absent)
+        return school, pupil
+
+
+async def start_case(env, school, pupil, task_queue, change: ThresholdsChanged) -> WorkflowHandle:
+    with env.with_time_skipping_disabled():
+        return await env.client.start_workflow(
+            AttendanceCase.run,
+            AttendanceCaseInput(school_id=school.id, pupil_id=pupil.id, academic_year=2026),
+            id=f"attendance-case-{pupil.id}-2026-{task_queue}",
+            task_queue=task_queue,
+            start_signal="thresholds_changed",
+            start_signal_args=[change],
+        )
+
+
+def chronology(engine, kind: str) -> list[str]:
+    with Session(engine) as session:
+        return [
+            e.summary
+            for e in session.exec(
+                select(ChronologyEntry)
+                .where(ChronologyEntry.kind == kind)
+                .order_by(ChronologyEntry.id)
+            )
+        ]
+
+
+def letters_sent(engine) -> list[str]:
+    with Session(engine) as session:
+        return [lt.template for lt in session.exec(select(Letter).order_by(Letter.id))]
+
+
+async def test_springbank_up_every_rung_declined_and_back_down(
+    temporal_env, engine, settings, task_queue
+):
+    # Ill (I) on Mon-Tue 7-8, Mon 14, Mon-Tue 21-22 and Mon-Tue 28-29 September; present
+    # every other session of the year.
+    absent = {}
+    for day in ("07", "08", "14", "21", "22", "28", "29"):
+        absent |= both(f"2026-09-{day}", "I")
+    school, pupil = school_pupil(engine, "springbank", absent)
+    ladder = "persistent_absentees"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Wed 9 Sep: 6 of 10 sessions, 60%: below 93% (too few sessions yet for PA).
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged("2026-09-09", ["below_93"], ["below_93"]),
+        )
+        await until_stage(handle, ladder, "warning_text")
+        # Thu 17 Sep: 16 of 22, 72.73%: persistently absent, Stage 1; its fortnightly review
+        # two school weeks on, Thu 1 Oct.
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged(
+                "2026-09-17", ["below_93", "persistent_absence"], ["persistent_absence"]
+            ),
+        )
+        await until_stage(handle, ladder, "stage_1")
+        assert (
+            "review on 2026-10-01:persistent_absentees"
+            in (await handle.query(AttendanceCase.status)).awaiting
+        )
+        # 17 Sep - 1 Oct: 14 of 22 sessions (63.6%), below the 70.0% of 16 Sep: Stage 2, the
+        # ATTEND meeting.
+        await temporal_env.fast_forward(handle, timedelta(days=14))
+        await until_stage(handle, ladder, "stage_2")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-10-06T15:30", "both parents", "K Shaw", "attendance_officer"
+            ),
+        )
+        # The parents do not come: not engaging, so the legal route, for the headteacher.
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(attended=False, by="K Shaw", role="attendance_officer"),
+        )
+        await until_stage(handle, ladder, "legal_action")
+        status = await handle.query(AttendanceCase.status)
+        decision_key = next(a for a in status.awaiting if a.startswith("decision:"))[9:]
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                AttendanceCase.decide,
+                DecisionInput(decision_key, True, "No engagement", "K Shaw", "attendance_officer"),
+            )
+        assert "only the headteacher may decide" in str(refused.value.cause)
+        await handle.execute_update(
+            AttendanceCase.decide,
+            DecisionInput(
+                decision_key,
+                False,
+                "Absence is illness; the family now works with the school nurse",
+                "Mr Ahmed",
+                "headteacher",
+            ),
+        )
+        status = await handle.query(AttendanceCase.status)
+        assert "decide" not in status.available_actions
+        assert status.ladder_stages[ladder] == "legal_action"
+
+        # Present every session since 30 Sep: Fri 12 Feb is 186 of 200, 93.0%: off every
+        # line of the ladder, so back to Stage 2 ...
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2027-02-12", [], cleared=["below_93"]),
+        )
+        await until_stage(handle, ladder, "stage_2")
+        # ... reviewed two school weeks on (half-term 15-19 Feb not counted): Fri 5 Mar, at
+        # 100% since 12 Feb, back to Stage 1; Fri 19 Mar back to the warning text.
+        await temporal_env.fast_forward(handle, timedelta(days=21))
+        await until_stage(handle, ladder, "stage_1")
+        await temporal_env.fast_forward(handle, timedelta(days=14))
+        await until_stage(handle, ladder, "warning_text")
+        # The next sweep (Mon 22 Mar, still above 93%) takes the pupil off the ladder.
+        await handle.signal(AttendanceCase.thresholds_changed, ThresholdsChanged("2027-03-22", []))
+        await until_stage(handle, ladder, None)
+
+    assert chronology(engine, "stage") == [
+        f"Persistent Absentees and ATTEND: {step}"
+        for step in (
+            "Warning text (over below_93)",
+            "Stage 1: Persistent Absentee letter (over persistent_absence)",
+            "Stage 2: ATTEND meeting (no improvement (63.6% since 2026-09-17))",
+            "Legal action (did not attend the meeting)",
+            "back to Stage 2: ATTEND meeting (back above the line)",
+            "back to Stage 1: Persistent Absentee letter "
+            "(attendance recovered (100.0% since 2027-02-12))",
+            "back to Warning text (attendance recovered (100.0% since 2027-03-05))",
+            "off the ladder (back above the line)",
+        )
+    ]
+    # Declined: recorded with its reason, and nothing goes to the LA.
+    assert letters_sent(engine) == [
+        "springbank/warning_below_93",
+        "springbank/stage_1",
+        "springbank/stage_2",
+    ]
+    with Session(engine) as session:
+        decision = session.exec(select(LegalDecision)).one()
+        assert (decision.kind, decision.status, decision.decided_by) == (
+            "prosecution_referral",
+            "declined",
+            "Mr Ahmed",
+        )
+        assert "school nurse" in decision.reason
+        assert session.exec(select(LAReturn)).all() == []
+
+
+async def test_sevenoaks_meeting_outcome_never_recorded_and_lateness(
+    temporal_env, engine, settings, task_queue
+):
+    # Ill on Mon-Tue 7-8 September; late (L) on Mon 28, Tue 29 Sep and Thu 1 Oct.
+    absent = both("2026-09-07", "I") | both("2026-09-08", "I")
+    absent |= {(day, "AM"): "L" for day in ("2026-09-28", "2026-09-29", "2026-10-01")}
+    school, pupil = school_pupil(engine, "sevenoaks", absent)
+    ladder = "pastoral"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Wed 16 Sep: 16 of 20 sessions this half-term, 80%: below 90%, the pastoral meeting.
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged(
+                "2026-09-16",
+                ["half_term_below_90", "persistent_absence"],
+                ["half_term_below_90", "persistent_absence"],
+            ),
+        )
+        await until_stage(handle, ladder, "pastoral_meeting")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-09-21T16:00", "parents and tutor", "Mr Hale", "senior_attendance_champion"
+            ),
+        )
+        # Nobody records the outcome: a reminder two days after the meeting (Wed 23 Sep),
+        # then five days after (Sat 26 Sep) it is passed to the Senior Attendance Champion.
+        await temporal_env.fast_forward(handle, timedelta(days=7))  # to Wed 23 Sep
+        for _ in range(100):
+            if chronology(engine, "reminder"):
+                break
+            await asyncio.sleep(0.05)
+        assert chronology(engine, "reminder") == [
+            "No outcome recorded for the meeting on 21/09/2026"
+        ]
+        assert chronology(engine, "escalation") == []
+        await temporal_env.fast_forward(handle, timedelta(days=3))  # to Sat 26 Sep
+        for _ in range(100):
+            if chronology(engine, "escalation"):
+                break
+            await asyncio.sleep(0.05)
+        assert chronology(engine, "escalation") == [
+            "Meeting outcome still missing (21/09/2026): passed to the Senior Attendance Champion"
+        ]
+        with Session(engine) as session:
+            open_tasks = {
+                (t.kind, t.role)
+                for t in session.exec(select(StaffTask).where(StaffTask.status == "open"))
+            }
+        assert {
+            ("meeting_held", "senior_attendance_champion"),
+            ("meeting_outcome", "senior_attendance_champion"),
+            ("meeting_outcome_missing", "senior_attendance_champion"),
+        } <= open_tasks
+        # Still on the same rung: a missing record never moves a pupil.
+        assert (await handle.query(AttendanceCase.status)).ladder_stages == {
+            ladder: "pastoral_meeting"
+        }
+
+        # Late three times in the week of 28 Sep (Thu 1 Oct): the tutor's follow-up, and the
+        # half-term rate is back to 90.48% (38 of 42).
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged(
+                "2026-10-01", ["late_3_in_week"], ["late_3_in_week"], ["half_term_below_90"]
+            ),
+        )
+        for _ in range(100):
+            if chronology(engine, "lateness"):
+                break
+            await asyncio.sleep(0.05)
+        # The meeting's outcome is still awaited, so the case stays on its rung.
+        assert (await handle.query(AttendanceCase.status)).ladder_stages == {
+            ladder: "pastoral_meeting"
+        }
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(
+                attended=True,
+                by="Mr Hale",
+                role="senior_attendance_champion",
+                support_agreed="Tutor check-in each morning",
+            ),
+        )
+        # Fri 23 Oct, 94.59% this half-term and not late three times: off the ladder.
+        await handle.signal(AttendanceCase.thresholds_changed, ThresholdsChanged("2026-10-23", []))
+        await until_stage(handle, ladder, None)
+
+    with Session(engine) as session:
+        tasks = session.exec(select(StaffTask).order_by(StaffTask.id)).all()
+        lateness = [(t.role, t.summary) for t in tasks if t.kind == "lateness"]
+        # The policy's three follow-ups, each for the tutor, once.
+        assert [role for role, _ in lateness] == ["tutor"] * 3
+        assert lateness[0][1].startswith("Talk with the student about the reason")
+        still_open = [t.kind for t in tasks if t.status == "open"]
+        assert "meeting_outcome" not in still_open
+        assert "meeting_outcome_missing" not in still_open
+    assert chronology(engine, "stage") == [
+        "Pastoral support (§3.11, §7.3): Meeting arranged by the Deputy Head Pastoral "
+        "(over half_term_below_90)",
+        "Pastoral support (§3.11, §7.3): off the ladder (back above the line)",
+    ]

@@ -864,10 +864,12 @@ class AttendanceCase:
                 ),
                 **ACTIVITY,
             )
-            if result.prosecution_instead:
+            issued = [n for n in result.notices if n.sequence]
+            beyond = [n.parent for n in result.notices if not n.sequence]
+            if beyond:
                 summary = (
-                    f"A further penalty notice within {policy.penalty_repeat_years} "
-                    "years is not issued: referred to the LA to consider prosecution"
+                    f"No further penalty notice within {policy.penalty_repeat_years} years for "
+                    f"{', '.join(beyond)}: referred to the LA to consider prosecution instead"
                 )
                 await self._write(
                     notes=[self._note("legal", summary)],
@@ -877,24 +879,24 @@ class AttendanceCase:
                         )
                     ],
                 )
-                await self._letter("la/legal_referral", ladder, stage)
-                return
-            amounts = ", ".join(f"{n.parent}: £{n.amount}" for n in result.notices)
-            ls.awaiting_la = key
-            await self._write(
-                notes=[self._note("legal", f"Penalty notice requested from the LA ({amounts})")]
-            )
-            await self._letter(
-                "la/penalty_notice_request",
-                ladder,
-                stage,
-                {
-                    "notices": [
-                        {"parent": n.parent, "sequence": n.sequence, "amount": n.amount}
-                        for n in result.notices
-                    ]
-                },
-            )
+                await self._letter("la/legal_referral", ladder, stage, {"reason": summary})
+            if issued:
+                amounts = ", ".join(f"{n.parent}: £{n.amount}" for n in issued)
+                ls.awaiting_la = key
+                await self._write(
+                    notes=[self._note("legal", f"Penalty notice requested from the LA ({amounts})")]
+                )
+                await self._letter(
+                    "la/penalty_notice_request",
+                    ladder,
+                    stage,
+                    {
+                        "notices": [
+                            {"parent": n.parent, "sequence": n.sequence, "amount": n.amount}
+                            for n in issued
+                        ]
+                    },
+                )
             await self._send_stage_letters(ladder, stage)
             return
         if stage.legal_step in (
