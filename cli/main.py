@@ -18,6 +18,7 @@ from cli import demo as demo_cli
 from cli import imports as imports_cli
 from cli import letters as letters_cli
 from cli import policy as policy_cli
+from cli import web as web_cli
 from database import make_engine
 from figures.compute import compute_figures
 from models.tables import Pupil, School
@@ -28,6 +29,7 @@ app = typer.Typer(help="School attendance escalation engine.", no_args_is_help=T
 app.add_typer(policy_cli.app, name="policy", help="Check and show school policies.")
 app.add_typer(imports_cli.app, name="import", help="Import register marks, CTF and pupils.")
 app.add_typer(letters_cli.app, name="letters", help="Preview, show and print letters.")
+app.add_typer(web_cli.app, name="web", help="The web app: serve it, manage its accounts.")
 app.command("demo-data", help="Generate demo schools, pupils and register history.")(
     demo_cli.demo_data
 )
@@ -199,8 +201,16 @@ def worker() -> None:
 def up(
     demo: bool = typer.Option(True, help="create the demo schools if the database is empty"),
 ) -> None:
-    """Run everything: the Temporal dev server (SQLite file under var/), demo data on
-    first run, the schedules and the worker. Stop with Ctrl-C."""
+    """Run everything: the Temporal dev server (SQLite file under var/), demo data and demo
+    accounts on first run, the schedules, the worker and the web app on
+    http://localhost:8000. Stop with Ctrl-C."""
+    import signal
+    from contextlib import suppress
+
+    from cli.web import print_demo_accounts
+    from demo.schools import DEMO_SCHOOLS
+    from web.accounts import create_demo_users, demo_password
+    from web.server import server as web_server
     from worker import run_worker
 
     settings = get_settings()
@@ -208,15 +218,46 @@ def up(
         empty = session.exec(select(School)).first() is None
     if demo and empty:
         demo_cli.demo_data()
+    if demo:
+        with Session(engine()) as session:
+            urns = [s.urn for s in DEMO_SCHOOLS.values()]
+            schools = list(
+                session.exec(select(School).where(School.urn.in_(urns)).order_by(School.name))
+            )
+            if schools:
+                password = demo_password(settings.web_demo_accounts_file)
+                print_demo_accounts(
+                    create_demo_users(session, schools=schools, password=password), password
+                )
     server = None
     if not _listening(settings.temporal_address):
         server = start_dev_server(settings.temporal_address)
         console.print(
             f"Temporal dev server on {settings.temporal_address}, Web UI http://localhost:8233"
         )
+
+    async def worker_and_web() -> None:
+        web = web_server(settings)
+        worker = asyncio.create_task(run_worker(settings))
+        # If the worker stops (it cannot reach Temporal, say), the web app stops too.
+        worker.add_done_callback(lambda _: setattr(web, "should_exit", True))
+        try:
+            await web.serve()
+        finally:
+            worker.cancel()
+            with suppress(asyncio.CancelledError):
+                await worker
+
+    def stop(*_) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM ends the run like Ctrl-C, so that the dev server below is stopped as well.
+    signal.signal(signal.SIGTERM, stop)
     try:
-        console.print("Worker running; Ctrl-C to stop.")
-        asyncio.run(run_worker(settings))
+        console.print(
+            f"Worker running; web app on http://localhost:{settings.web_port}; Ctrl-C to stop."
+        )
+        asyncio.run(worker_and_web())
     except KeyboardInterrupt:
         pass
     finally:
