@@ -6,7 +6,7 @@ out by hand from the register the test writes.
 """
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -15,9 +15,9 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from models.letters import Letter
 from models.tables import (
     CaseRecord,
-    LAReturn,
     ChronologyEntry,
     Contact,
+    LAReturn,
     LegalDecision,
     PenaltyNotice,
     StaffTask,
@@ -32,6 +32,9 @@ from workflows.case import (
     DecisionInput,
     LAOutcomeInput,
     MeetingOutcomeInput,
+    MoveToStageInput,
+    PauseInput,
+    ResumeInput,
     ScheduleMeetingInput,
     ThresholdsChanged,
 )
@@ -532,3 +535,183 @@ async def test_sevenoaks_meeting_outcome_never_recorded_and_lateness(
         "(over half_term_below_90)",
         "Pastoral support (§3.11, §7.3): off the ladder (back above the line)",
     ]
+
+
+async def test_third_penalty_notice_in_three_years_is_a_prosecution_referral(
+    temporal_env, engine, settings, school, task_queue
+):
+    # O (unauthorised) both sessions of Mon-Fri 5-9 October: 10 sessions in 10 school weeks.
+    absent = {}
+    for day in ("05", "06", "07", "08", "09"):
+        absent |= both(f"2026-10-{day}", "O")
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        pupil = add_pupil(session, school.id, 1)
+        add_parents(session, pupil.id)
+        register(session, school.id, pupil, "2026-09-03", "2027-07-21", absent)
+        # The same parents' earlier notices, for an older child: Mrs Example has had two in
+        # the last three years; Mr Example one in that time and one older than three years.
+        sibling = add_pupil(session, school.id, 2)
+        add_parents(session, sibling.id)
+        session.flush()
+        jane, john = session.exec(
+            select(Contact).where(Contact.pupil_id == sibling.id).order_by(Contact.priority)
+        ).all()
+        for n, (parent, requested_on, sequence) in enumerate(
+            [
+                (jane, "2024-11-20", 1),
+                (jane, "2025-10-10", 2),
+                (john, "2023-09-01", 1),
+                (john, "2025-10-10", 1),
+            ]
+        ):
+            session.add(
+                PenaltyNotice(
+                    key=f"earlier/{n}",
+                    contact_id=parent.id,
+                    pupil_id=sibling.id,
+                    school_id=school.id,
+                    case_id="attendance-case-2-2024",
+                    requested_on=date.fromisoformat(requested_on),
+                    sequence=sequence,
+                    amount=160 if sequence == 2 else 80,
+                    outcome="paid",
+                )
+            )
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Fri 9 Oct: 10 unauthorised sessions in the last 10 school weeks; 68 of 78 sessions
+        # this year (87.2%): below 97% and persistently absent as well.
+        holding = ["below_97", "persistent_absence", "penalty_notice_consideration"]
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged("2026-10-09", holding, holding),
+        )
+        await until_stage(handle, "penalty_notice", "consider_penalty_notice")
+        status = await handle.query(AttendanceCase.status)
+        decision_key = next(a for a in status.awaiting if a.startswith("decision:"))[9:]
+        await handle.execute_update(
+            AttendanceCase.decide,
+            DecisionInput(
+                decision_key,
+                True,
+                "A week of term-time holiday, refused",
+                "Mrs Duncombe",
+                "headteacher",
+            ),
+        )
+        status = await handle.query(AttendanceCase.status)
+        assert "record_la_outcome" in status.available_actions
+
+    with Session(engine) as session:
+        new = session.exec(select(PenaltyNotice).where(PenaltyNotice.pupil_id == pupil.id)).all()
+        # Mr Example: his second within three years, £160 with no reduction. Mrs Example: no
+        # third notice; the LA is asked to consider prosecution instead.
+        assert [(n.contact_id, n.sequence, n.amount, n.reduced_amount) for n in new] == [
+            (new[0].contact_id, 2, 160, None)
+        ]
+        assert session.get(Contact, new[0].contact_id).forename == "John"
+        returns = session.exec(select(LAReturn).where(LAReturn.pupil_id == pupil.id)).all()
+        assert [r.kind for r in returns] == ["prosecution_referral"]
+        assert "Mrs Jane Example" in returns[0].summary
+    assert letters_sent(engine) == [
+        "st_barnabas/below_97",
+        "la/legal_referral",
+        "la/penalty_notice_request",
+    ]
+
+
+async def test_out_of_order_and_wrong_role_steps_are_refused_and_change_nothing(
+    temporal_env, engine, settings, school, st_barnabas_pupil, task_queue
+):
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        handle = await start_case(
+            temporal_env,
+            school,
+            st_barnabas_pupil,
+            task_queue,
+            ThresholdsChanged("2026-11-13", ["below_97"], ["below_97"]),
+        )
+        await until_stage(handle, "continued_absence", "concern_letter")
+        before = await handle.query(AttendanceCase.status)
+        with Session(engine) as session:
+            entries = len(session.exec(select(ChronologyEntry)).all())
+
+        async def refused(update, step) -> str:
+            with pytest.raises(WorkflowUpdateFailedError) as error:
+                await handle.execute_update(update, step)
+            return str(error.value.cause)
+
+        assert "nothing in this case is waiting" in await refused(
+            AttendanceCase.record_contract,
+            ContractInput("2026-11-20", "D Prodrick", "attendance_officer"),
+        )
+        assert "nothing in this case is waiting" in await refused(
+            AttendanceCase.record_la_outcome,
+            LAOutcomeInput("paid", "2026-11-20", "D Prodrick", "attendance_officer"),
+        )
+        assert "waiting for a decision 'made-up'" in await refused(
+            AttendanceCase.decide,
+            DecisionInput("made-up", True, "because", "Mrs Duncombe", "headteacher"),
+        )
+        assert "may not act on a case" in await refused(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput("2026-11-20T09:00", "parents", "A Parent", "parent"),
+        )
+        assert "not a reason this school's policy allows" in await refused(
+            AttendanceCase.pause, PauseInput("holiday", "D Prodrick", "attendance_officer")
+        )
+        assert "agreed by the senior attendance champion" in await refused(
+            AttendanceCase.pause, PauseInput("medical", "A Clerk", "office_staff")
+        )
+        assert "not paused" in await refused(
+            AttendanceCase.resume, ResumeInput("Mrs Duncombe", "senior_attendance_champion")
+        )
+        assert "reached by the figures" in await refused(
+            AttendanceCase.move_to_stage,
+            MoveToStageInput(
+                "continued_absence", "la_referral", "wants it", "Mrs Duncombe", "headteacher"
+            ),
+        )
+        # Nothing changed: same state, no chronology written.
+        assert await handle.query(AttendanceCase.status) == before
+        with Session(engine) as session:
+            assert len(session.exec(select(ChronologyEntry)).all()) == entries
+
+        # A pause the policy allows, by whom it says: no reviews while it lasts.
+        await handle.execute_update(
+            AttendanceCase.pause,
+            PauseInput(
+                "medical", "Mrs Duncombe", "senior_attendance_champion", "Surgery in December"
+            ),
+        )
+        status = await handle.query(AttendanceCase.status)
+        assert status.paused and status.available_actions == ["resume"]
+        assert "already paused" in await refused(
+            AttendanceCase.pause,
+            PauseInput("medical", "Mrs Duncombe", "senior_attendance_champion"),
+        )
+        # Six weeks pass (the review of Fri 11 Dec is not held while paused).
+        await temporal_env.fast_forward(handle, timedelta(days=42))
+        assert (await handle.query(AttendanceCase.status)).ladder_stages == {
+            "continued_absence": "concern_letter"
+        }
+        assert "only the senior attendance champion may resume" in await refused(
+            AttendanceCase.resume, ResumeInput("A Clerk", "office_staff")
+        )
+        await handle.execute_update(
+            AttendanceCase.resume, ResumeInput("Mrs Duncombe", "senior_attendance_champion")
+        )
+        status = await handle.query(AttendanceCase.status)
+        assert not status.paused
+        # Monitoring starts again from the day of resuming (Fri 25 Dec is in the holiday:
+        # four school weeks on is Fri 29 Jan).
+        assert "review on 2027-01-29:continued_absence" in status.awaiting
+    pauses = chronology(engine, "pause")
+    assert pauses[0] == "Case paused: medical (Surgery in December)"
+    assert pauses[1].startswith("Case resumed after pause (medical)")
