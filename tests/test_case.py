@@ -64,9 +64,19 @@ async def until_stage(handle: WorkflowHandle, ladder: str, stage: str | None) ->
     for _ in range(200):
         status = await handle.query(AttendanceCase.status)
         if status.ladder_stages.get(ladder) == stage:
+            await settled(handle)
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{ladder} is at {status.ladder_stages.get(ladder)}, not {stage}")
+
+
+async def settled(handle: WorkflowHandle) -> None:
+    """Wait until the case has written what its last step does (no activity in flight)."""
+    for _ in range(200):
+        if not (await handle.describe()).raw_description.pending_activities:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the case's activities did not finish")
 
 
 @pytest.fixture
