@@ -21,7 +21,7 @@ from settings import Settings
 class LetterRequest:
     school_id: int
     pupil_id: int
-    template: str  # e.g. "all_saints/stage_1a", "la/cme_referral"
+    template: str  # e.g. "all_saints/stage_1a", "la/cme_referral", "springbank/warning_below_93"
     key: str  # unique per letter, chosen by the caller: "<workflow id>/stage_1/letter"
     data: dict = field(default_factory=dict)  # extra template data (see letters/catalogue.py)
     case_id: str | None = None  # the workflow ID, for the chronology
@@ -31,9 +31,10 @@ class LetterRequest:
 @dataclass
 class LetterResult:
     letter_id: int
-    channel: str  # email | post | both | la
+    channel: str  # email | post | both | la | text
     status: str  # sent | queued_for_post | sent_and_queued | failed_to_post | no_address |
-    # partly_undeliverable | failed; for the LA: sent | ready_for_la
+    # partly_undeliverable | failed; for the LA: sent | ready_for_la; for a text message:
+    # ready_to_text (a staff task on the case says to send it) | no_address
 
 
 @dataclass

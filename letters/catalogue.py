@@ -5,6 +5,11 @@ The wording lives in the templates; this is what the engine needs to know about 
 one. Every template has an entry here and every entry a template (the tests check both
 ways). `needs` are data keys a letter cannot be written without; `uses` are keys it
 words differently when given. Both hold an example value, used for previews and tests.
+
+The attendance case workflow gives every letter only `ladder` and `stage` (the names of
+the ladder and of the stage it is at), `reason` for a positive letter, and `notices` for
+a penalty-notice request: so no letter a policy names may have `needs`, and each words
+itself sensibly without its `uses` (the tests render every one that way).
 """
 
 from dataclasses import dataclass, field
@@ -15,6 +20,8 @@ LA = "la"  # the local authority (or the trust acting for it): not sent to paren
 
 PREFERRED = "preferred"  # each parent's preferred channel: email, post or both
 POST = "post"  # always on paper: sent by post, or (a calling card) left at the door
+TEXT = "text"  # a text message (a `.txt` template): staff send it from the school's
+# messaging service, which holds the parents' mobile numbers
 
 # Example values for the data keys templates use, for previews and tests.
 MEETING = {
@@ -81,7 +88,7 @@ SPECS: dict[str, LetterSpec] = _specs(
     ),
     LetterSpec(
         "st_barnabas/no_contact",
-        needs={"first_day_absent": "2026-11-20"},
+        uses={"first_day_absent": "2026-11-20"},
         description="Absence not explained and parents not reached: letter home",
     ),
     LetterSpec(
@@ -204,7 +211,7 @@ SPECS: dict[str, LetterSpec] = _specs(
     ),
     LetterSpec(
         "sevenoaks/unexplained_absence",
-        needs={"absent_on": ["2026-11-23"]},
+        uses={"absent_on": ["2026-11-23"]},
         description="An absence with no reason given: please explain within 5 school days",
     ),
     # ------------------------------------------------------------ Springbank
@@ -218,6 +225,11 @@ SPECS: dict[str, LetterSpec] = _specs(
         delivery=POST,
         uses=MEETING,
         description="Stage 2: invitation to an ATTEND meeting (by post)",
+    ),
+    LetterSpec(
+        "springbank/warning_below_93",
+        delivery=TEXT,
+        description="Warning text message: attendance below 93%",
     ),
     LetterSpec(
         "springbank/calling_card",

@@ -528,6 +528,40 @@ def last_attended(session: Session, pupil_id: int, as_of: date) -> str | None:
     return day.isoformat() if day else None
 
 
+def absence_block(
+    session: Session, pupil_id: int, as_of: date, *, lookback_days: int = 42
+) -> dict[str, Any]:
+    """The pupil's recent absence, for letters about it when the caller gives no dates:
+    the first day of the absence still running on `as_of` (None when the last marked
+    session was attended), and the days of the last `lookback_days` with a session still
+    coded `N` (no reason yet). Sessions that are not possible neither count nor break a
+    run."""
+    from models.codes import NATIONAL_CODES
+
+    marks = session.exec(
+        select(RegisterMark.day, RegisterMark.session, RegisterMark.code)
+        .where(
+            RegisterMark.pupil_id == pupil_id,
+            RegisterMark.day <= as_of,
+            RegisterMark.day > as_of - timedelta(days=lookback_days),
+        )
+        .order_by(RegisterMark.day.desc(), RegisterMark.session.desc())
+    ).all()
+    run_started: date | None = None
+    for day, _, code in marks:
+        info = NATIONAL_CODES.get(code)
+        if info is None or not info.is_possible_session:
+            continue
+        if info.counts_as_present:
+            break
+        run_started = day
+    unexplained = sorted({day for day, _, code in marks if code == "N"})
+    return {
+        "run_started_on": run_started.isoformat() if run_started else None,
+        "unexplained_on": [day.isoformat() for day in unexplained],
+    }
+
+
 def code_key(used: set[str]) -> list[dict[str, str]]:
     """What each code in an extract means, in the regulations' words."""
     from models.codes import NATIONAL_CODES

@@ -166,7 +166,15 @@ def _environment(loader: BaseLoader) -> Environment:
 # --------------------------------------------------------------------------- templates
 
 
-def template_file(name: str) -> str:
+SUFFIXES = (".html", ".txt")  # a letter or document; a text message
+
+
+def template_file(name: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """The file of a template: `<name>.html`, or `<name>.txt` for a text message."""
+    for folder in dict.fromkeys((language, DEFAULT_LANGUAGE)):
+        for suffix in SUFFIXES:
+            if (TEMPLATES / folder / f"{name}{suffix}").is_file():
+                return f"{name}{suffix}"
     return f"{name}.html"
 
 
@@ -175,17 +183,18 @@ def languages() -> list[str]:
 
 
 def template_names(language: str = DEFAULT_LANGUAGE) -> list[str]:
-    """Every letter template of a language set (layout and shared parts excluded)."""
+    """Every letter and text message template of a language set (layout and shared parts
+    excluded)."""
     root = TEMPLATES / language
     return sorted(
         str(p.relative_to(root).with_suffix(""))
-        for p in root.rglob("*.html")
-        if not p.name.startswith("_") and p.name != "base.html"
+        for p in root.rglob("*")
+        if p.suffix in SUFFIXES and not p.name.startswith("_") and p.name != "base.html"
     )
 
 
 def has_template(name: str, language: str = DEFAULT_LANGUAGE) -> bool:
-    return (TEMPLATES / language / template_file(name)).is_file()
+    return any((TEMPLATES / language / f"{name}{suffix}").is_file() for suffix in SUFFIXES)
 
 
 @lru_cache
@@ -198,10 +207,10 @@ def environment(language: str) -> Environment:
     return _environment(ChoiceLoader(loaders))
 
 
-def _sources(env: Environment, name: str) -> dict[str, str]:
+def _sources(env: Environment, name: str, language: str) -> dict[str, str]:
     """The template and everything it extends, includes or imports, by file name."""
     found: dict[str, str] = {}
-    pending = [template_file(name)]
+    pending = [template_file(name, language)]
     while pending:
         file = pending.pop()
         if file in found:
@@ -225,8 +234,8 @@ def template_version(name: str, language: str = DEFAULT_LANGUAGE) -> TemplateVer
     """The version of a template as it is on disk now. Cached: templates are deployed
     with the code, not edited under a running worker."""
     if not has_template(name, language):
-        raise TemplateNotFound(template_file(name))
-    sources = _sources(environment(language), name)
+        raise TemplateNotFound(template_file(name, language))
+    sources = _sources(environment(language), name, language)
     digest = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
     return TemplateVersion(name=name, language=language, version=digest, sources=sources)
 
@@ -240,11 +249,15 @@ def resolve_language(name: str, wanted: str | None) -> str:
 
 
 def render(name: str, context: Mapping[str, Any], language: str = DEFAULT_LANGUAGE) -> str:
-    return environment(language).get_template(template_file(name)).render(context)
+    return environment(language).get_template(template_file(name, language)).render(context)
 
 
-def _block_text(env: Environment, name: str, context: Mapping[str, Any]) -> str:
-    template = env.get_template(template_file(name))
+def is_text_message(name: str, language: str = DEFAULT_LANGUAGE) -> bool:
+    return template_file(name, language).endswith(".txt")
+
+
+def _block_text(env: Environment, name: str, context: Mapping[str, Any], language: str) -> str:
+    template = env.get_template(template_file(name, language))
     block = template.blocks.get("subject") or template.blocks.get("title")
     if block is None:
         return ""
@@ -254,15 +267,18 @@ def _block_text(env: Environment, name: str, context: Mapping[str, Any]) -> str:
 
 def render_subject(name: str, context: Mapping[str, Any], language: str = DEFAULT_LANGUAGE) -> str:
     """The email subject: the template's `subject` block, else its `title`."""
-    return _block_text(environment(language), name, context)
+    return _block_text(environment(language), name, context, language)
 
 
 def render_text_message(
     name: str, context: Mapping[str, Any], language: str = DEFAULT_LANGUAGE
 ) -> str:
     """A text message (a `.txt` template, such as a policy's `text_message`), one line."""
-    env = environment(language)
-    text = env.get_template(f"{name}.txt").render(context)
+    return one_line(environment(language).get_template(f"{name}.txt").render(context))
+
+
+def one_line(text: str) -> str:
+    """A text message as sent: one line, single spaces."""
     return html_lib.unescape(re.sub(r"\s+", " ", text)).strip()
 
 
@@ -276,7 +292,8 @@ def render_string(source: str, context: Mapping[str, Any]) -> str:
 def render_from_sources(sources: Mapping[str, str], name: str, context: Mapping[str, Any]) -> str:
     """Render a letter again from the template sources stored with it, whatever the
     templates on disk say today."""
-    return _environment(DictLoader(dict(sources))).get_template(template_file(name)).render(context)
+    file = next((f"{name}{x}" for x in SUFFIXES if f"{name}{x}" in sources), f"{name}.html")
+    return _environment(DictLoader(dict(sources))).get_template(file).render(context)
 
 
 def sha256(text: str) -> str:

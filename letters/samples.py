@@ -164,10 +164,14 @@ def sample_context(
 ) -> dict[str, Any]:
     spec = spec_for(template)
     pupil = sample_pupil()
-    extra: dict[str, Any] = {}
+    # The absence still running on the day (from Monday) and the day with no reason yet.
+    monday = as_of - timedelta(days=as_of.weekday())
+    extra: dict[str, Any] = {
+        "absence": {"run_started_on": monday.isoformat(), "unexplained_on": [monday.isoformat()]}
+    }
     if spec.audience == LA:
         record = sample_record(as_of)
-        extra = {
+        extra |= {
             "contacts": [
                 {
                     "name": p.name,

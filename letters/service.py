@@ -24,16 +24,18 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from jinja2 import TemplateError, UndefinedError
 from sqlalchemy import insert, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from database import session_factory
-from letters.catalogue import LA, POST, LetterSpec, spec_for
+from letters.catalogue import EVIDENCE_TEMPLATES, LA, POST, TEXT, LetterSpec, spec_for
 from letters.context import (
     FiguresCache,
     Household,
+    absence_block,
     assemble,
     code_key,
     contacts_block,
@@ -50,6 +52,7 @@ from letters.pdf import PdfRenderer
 from letters.render import (
     address_copy,
     html_to_text,
+    one_line,
     render,
     render_subject,
     resolve_language,
@@ -57,7 +60,7 @@ from letters.render import (
     template_version,
 )
 from models.letters import Channel, Letter, LetterTemplateVersion, Outbox, OutboxStatus
-from models.tables import ChronologyEntry, Pupil, School
+from models.tables import ChronologyEntry, Pupil, School, StaffTask
 from policies import load_policy
 from settings import Settings
 
@@ -70,6 +73,7 @@ FINAL = {
     OutboxStatus.PRINTED,
     OutboxStatus.READY_FOR_LA,
     OutboxStatus.NO_ADDRESS,
+    OutboxStatus.READY_TO_TEXT,
 }
 
 
@@ -126,6 +130,18 @@ class PrintPack:
     letters: int
     pages: int
     sha256: str
+
+
+def _why(error: Exception) -> str:
+    """A render error without personal data: Jinja's own messages name only the template
+    and the missing attribute; other errors (a date in the wrong form, say) are named by
+    their kind, since their message may quote the value."""
+    if isinstance(error, TemplateError):
+        where = f" ({error.name}, line {error.lineno})" if getattr(error, "lineno", None) else ""
+        if isinstance(error, UndefinedError):
+            return f"undefined value: {error.message}{where}"
+        return f"{type(error).__name__}{where}"
+    return f"{type(error).__name__} in the template data"
 
 
 def _lines(address: str, postcode: str) -> list[str]:
@@ -196,14 +212,14 @@ class LetterService:
         )
         figures = by_pupil.get(pupil_id) or empty_figures(pupil_id, day)
         parents = parents_of(session, pupil_id)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"absence": absence_block(session, pupil_id, day)}
         if spec.audience == LA:
             record = record_block(session, pupil_id, day)
-            if template != "la/evidence_pack":
+            if template not in EVIDENCE_TEMPLATES:
                 record["letters"] = []
             used = {code for week in record["register"] for d in week["days"] for code in d}
             record["codes"] = code_key(used)
-            extra = {
+            extra |= {
                 "contacts": contacts_block(session, pupil_id),
                 "last_attended": last_attended(session, pupil_id, day),
                 "record": record,
@@ -222,7 +238,18 @@ class LetterService:
             data=data,
             extra=extra,
         )
-        version = template_version(template, language)
+        try:
+            version = template_version(template, language)
+            html = render(template, context, language)
+            subject = (
+                f"Text message about {pupil.forename}'s attendance"
+                if spec.delivery == TEXT
+                else render_subject(template, context, language)
+            )
+        except (TemplateError, ValueError, TypeError, KeyError, AttributeError) as error:
+            # A template that cannot be filled in from what it was given (a value missing
+            # or of the wrong form) fails the same way every time: not worth retrying.
+            raise LetterError(f"{template} cannot be written: {_why(error)}") from None
         draft = Draft(
             school_id=school_id,
             pupil_id=pupil_id,
@@ -233,11 +260,11 @@ class LetterService:
             language=language,
             version=version.version,
             sources=version.sources,
-            subject=render_subject(template, context, language),
+            subject=subject,
             written_on=written_on,
             as_of=day,
             context=context,
-            html=render(template, context, language),
+            html=html,
         )
         draft.copies = self._plan(draft, parents, policy.school)
         return draft
@@ -279,6 +306,14 @@ class LetterService:
             if channel == Channel.EMAIL:
                 row["message_id"] = self._message_id(draft, key)
             return row
+
+        if draft.spec.delivery == TEXT:
+            texts = []
+            for parent in parents:
+                key = f"contact:{parent.contact_id}"
+                status = OutboxStatus.READY_TO_TEXT if parent.phone else OutboxStatus.NO_ADDRESS
+                texts.append(copy(Channel.TEXT, key, None, parent, status))
+            return texts
 
         if draft.spec.audience == LA:
             name = school.la_attendance_service or school.local_authority
@@ -403,6 +438,9 @@ class LetterService:
                             for row in draft.copies
                         ],
                     )
+                task = _text_task(draft, now)
+                if task is not None:
+                    connection.execute(insert(StaffTask.__table__).values(**task))
         except IntegrityError:
             # Written meanwhile by another attempt with the same key: use what is stored.
             with self.sessions() as session:
@@ -841,6 +879,30 @@ class LetterService:
         self.pdf.close()
 
 
+def _text_task(draft: Draft, now: datetime) -> dict[str, Any] | None:
+    """A text message is sent by staff from the school's messaging service (it holds the
+    parents' mobile numbers): a task on the case says so, due within the day."""
+    ready = [c for c in draft.copies if c["status"] == OutboxStatus.READY_TO_TEXT]
+    if draft.spec.delivery != TEXT or not ready or not draft.case_id:
+        return None
+    key = draft.key if len(draft.key) <= 180 else hashlib.sha256(draft.key.encode()).hexdigest()
+    names = ", ".join(c["recipient_name"] for c in ready)
+    return {
+        "key": f"{key}/send_text",
+        "school_id": draft.school_id,
+        "pupil_id": draft.pupil_id,
+        "case_id": draft.case_id,
+        "kind": "send_text",
+        "summary": f"Send the text message ({draft.template}) to {names}: "
+        f"\u201c{one_line(draft.html)}\u201d",
+        "role": "office",
+        "due_at": now + timedelta(days=1),
+        "status": "open",
+        "created_at": now,
+        "closed_at": None,
+    }
+
+
 def _title(letter: Letter) -> str:
     return f"Letter \u201c{letter.subject}\u201d ({letter.template})"
 
@@ -848,6 +910,11 @@ def _title(letter: Letter) -> str:
 def _summary(letter: Letter, row: Outbox) -> str:
     title = _title(letter)
     status = row.status
+    if row.channel == Channel.TEXT:
+        text = f"\u201c{one_line(letter.html)}\u201d"
+        if status == OutboxStatus.READY_TO_TEXT:
+            return f"Text message to {row.recipient_name} ready for staff to send: {text}"
+        return f"Text message not sent to {row.recipient_name}: no telephone number on record"
     if row.channel == Channel.LA:
         if status == OutboxStatus.SENT:
             return f"{title} emailed to {row.recipient_name}"
@@ -899,6 +966,9 @@ def summarise(audience: str, rows) -> tuple[str, str]:
     (some copies went, some could not), sending (still in progress); for the LA: sent or
     ready_for_la.
     """
+    if rows and all(r.channel == Channel.TEXT for r in rows):
+        ready = any(r.status == OutboxStatus.READY_TO_TEXT for r in rows)
+        return "text", "ready_to_text" if ready else "no_address"
     if audience == LA:
         row = rows[0]
         if row.status in (OutboxStatus.PENDING, OutboxStatus.SENDING):

@@ -18,6 +18,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     POST = "post"
     LA = "la"  # a document for the local authority, not for parents
+    TEXT = "text"  # a text message to one parent
 
 
 class OutboxStatus(StrEnum):
@@ -28,12 +29,15 @@ class OutboxStatus(StrEnum):
     QUEUED_FOR_POST = "queued_for_post"  # waits for the day's print pack
     PRINTED = "printed"  # in the print pack of print_day
     READY_FOR_LA = "ready_for_la"  # no LA address configured: staff submit it themselves
-    NO_ADDRESS = "no_address"  # neither an email nor a postal address: staff must act
+    NO_ADDRESS = "no_address"  # neither an email nor a postal address (nor, for a text
+    # message, a telephone number): staff must act
+    READY_TO_TEXT = "ready_to_text"  # a text message for staff to send (a task says so)
 
 
 class Letter(SQLModel, table=True):
     """One letter, as rendered. `html` holds the letter with two placeholders (the
-    recipient's address block and the salutation) that each copy fills in."""
+    recipient's address block and the salutation) that each copy fills in; for a text
+    message, the text itself."""
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=200)  # the caller's idempotency key

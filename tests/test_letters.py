@@ -7,11 +7,13 @@ import email
 import email.policy
 import io
 import json
+import re
 import shutil
 import socket
 import ssl
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pypdf
 import pytest
@@ -36,7 +38,7 @@ from activities.letters import (
 )
 from cli import letters as letters_cli
 from figures.compute import compute_figures
-from letters.catalogue import LA, SPECS
+from letters.catalogue import LA, SPECS, TEXT, LetterSpec
 from letters.context import compulsory_school_age_from, compulsory_school_age_until
 from letters.pdf import PdfRenderer, html_to_pdf
 from letters.render import (
@@ -55,7 +57,7 @@ from letters.render import (
 from letters.samples import sample_context
 from letters.service import LetterService
 from models.letters import Letter, LetterTemplateVersion, Outbox
-from models.tables import ChronologyEntry, Contact
+from models.tables import ChronologyEntry, Contact, StaffTask
 from policies import list_presets, load_policy
 from settings import Settings
 from tests.conftest import add_school
@@ -164,6 +166,7 @@ def add_family(
     forename: str = "Maisie",
     surname: str = "Whitlock",
     parents: tuple[dict, ...] | None = None,
+    marks: dict[tuple[str, str], str] | None = None,
 ) -> tuple[int, int]:
     """A school on `policy`, a pupil with an autumn of register (two days absent without
     authorisation, one day ill) and parents with parental responsibility."""
@@ -182,7 +185,10 @@ def add_family(
             pupil,
             "2026-09-03",
             AS_OF,
-            both("2026-11-10", "O") | both("2026-11-11", "O") | both("2026-11-12", "I"),
+            both("2026-11-10", "O")
+            | both("2026-11-11", "O")
+            | both("2026-11-12", "I")
+            | (marks or {}),
         )
         if parents is None:
             parents = (
@@ -192,6 +198,7 @@ def add_family(
                     surname=surname,
                     relationship="Mother",
                     email=f"jane.{serial}@example.org",
+                    phone="07700 900123",
                     preferred_channel="email",
                 ),
                 dict(
@@ -234,52 +241,162 @@ async def send(service: LetterService, school_id: int, pupil_id: int, **kwargs):
 # --------------------------------------------------------------------------- templates
 
 
-def _policy_letters(policy) -> set[str]:
-    names: set[str] = set()
+# Letters the attendance case workflow asks for by name, whatever the policy says.
+WORKFLOW_LETTERS = {"la/legal_referral", "la/penalty_notice_request"}
+
+
+def policy_letters(policy) -> dict[str, dict]:
+    """Every template a policy's ladders send, with the data the case workflow gives it
+    (workflows/case.py: the ladder's and stage's names; `reason` for a positive letter)."""
+    found: dict[str, dict] = {}
     for ladder in policy.ladders:
+        first = {"ladder": ladder.name, "stage": ladder.stages[0].name}
         if ladder.september_letter:
-            names.add(ladder.september_letter)
+            found[ladder.september_letter] = first
         for stage in ladder.stages:
-            names.update(n for n in (stage.letter, stage.positive_letter) if n)
-            names.update(v.letter for v in stage.variants.values() if v.letter)
-    return names
+            data = {"ladder": ladder.name, "stage": stage.name}
+            for name in (stage.letter, stage.text_message):
+                if name:
+                    found[name] = data
+            for variant in stage.variants.values():
+                if variant.letter:
+                    found[variant.letter] = data
+            if stage.positive_letter:
+                found[stage.positive_letter] = data | {"reason": "back above the line"}
+    legal = {
+        "ladder": "National Framework for Penalty Notices",
+        "stage": "Consider a penalty notice",
+    }
+    found["la/legal_referral"] = legal
+    found["la/penalty_notice_request"] = legal | {
+        "notices": [
+            {"parent": "Mrs Jane Example", "sequence": 1, "amount": 160},
+            {"parent": "Mr John Example", "sequence": 2, "amount": 160},
+        ]
+    }
+    return found
 
 
 def test_templates_and_catalogue_agree():
     assert set(template_names()) == set(SPECS)
 
 
+def test_the_presets_name_every_ladder_letter():
+    """The walk below covers what the issue lists: each preset's ladder letters, the All
+    Saints' variants and section 11 letters, Springbank's text, and the LA documents."""
+    named = {p: set(policy_letters(load_policy(p))) for p in list_presets()}
+    assert set(named) == {"st-barnabas", "all-saints", "sevenoaks", "springbank"}
+    assert {
+        "all_saints/stage_1_pa",
+        "all_saints/stage_1a",
+        "all_saints/stage_1b",
+        "all_saints/stage_2a",
+        "all_saints/stage_2b",
+        "all_saints/stage_3a",
+        "all_saints/stage_3b",
+        "all_saints/stage_4_formal_warning",
+        "all_saints/positive",
+        "all_saints/below_96",
+        "all_saints/monitored",
+        "all_saints/targets_met",
+        "all_saints/final_warning",
+        "all_saints/truancy_warning",
+    } <= named["all-saints"]
+    assert {
+        "springbank/warning_below_93",
+        "springbank/stage_1",
+        "springbank/stage_2",
+    } <= named["springbank"]
+    assert {
+        "st_barnabas/below_97",
+        "st_barnabas/sac_meeting",
+        "st_barnabas/support_plan",
+        "st_barnabas/la_referral_notice",
+        "st_barnabas/improvement",
+    } <= named["st-barnabas"]
+    assert all(names >= WORKFLOW_LETTERS for names in named.values())
+
+
 @pytest.mark.parametrize("preset", list_presets())
-def test_every_letter_a_policy_names_has_a_template(preset):
+def test_every_letter_a_preset_sends_renders_with_the_workflows_data(preset):
+    """Each template a preset's ladders name is in the catalogue, needs nothing beyond
+    what the case workflow gives, and renders under StrictUndefined with only that."""
     policy = load_policy(preset)
-    for name in _policy_letters(policy):
+    for name, data in policy_letters(policy).items():
         assert name in SPECS, f"{preset} names {name}, which has no template"
-    for ladder in policy.ladders:
-        for stage in ladder.stages:
-            if stage.text_message:
-                context = sample_context(policy, "springbank/stage_1")
-                text = render_text_message(stage.text_message, context)
-                assert context["pupil"]["forename"] in text and len(text) <= 160
+        spec = SPECS[name]
+        assert not spec.missing(data), f"{name} needs {spec.missing(data)}"
+        context = sample_context(policy, name, data=data)
+        if spec.delivery == TEXT:
+            text = render_text_message(name, context)
+            assert "Maisie" in text and "88.7%" in text and len(text) <= 160
+            continue
+        text = flat(html_to_text(render(name, context)))
+        assert policy.school.name in text and "Maisie" in text, name
+        assert "88.7%" in text, name  # 94 of 106 sessions
+        assert "None" not in text.replace("None recorded", ""), name
+        assert "{{" not in text and "}}" not in text, name
+
+
+async def test_every_letter_a_preset_sends_is_drafted_for_a_real_pupil(engine, smtp, service):
+    """The same through the service, as the worker runs it: a pupil of a school on each
+    preset with a register in the database, the workflow's data and nothing else."""
+    urns = {
+        "st-barnabas": "118000",
+        "all-saints": "145873",
+        "sevenoaks": "118947",
+        "springbank": "148406",
+    }
+    with Session(engine) as session:
+        for serial, preset in enumerate(list_presets(), start=1):
+            school_id, pupil_id = add_family(engine, policy=preset, urn=urns[preset], serial=serial)
+            for name, data in policy_letters(load_policy(preset)).items():
+                draft = service.draft(
+                    session,
+                    school_id=school_id,
+                    pupil_id=pupil_id,
+                    template=name,
+                    key=f"{preset}/{name}",
+                    data=data,
+                    case_id="case-x",
+                    as_of=AS_OF,
+                )
+                text = flat(html_to_text(draft.html))
+                assert "Maisie" in text, name
+                # 106 sessions from 3 September to 24 November (the INSET day not
+                # counted), 6 of them missed: 100 attended.
+                assert "94.3%" in text, name
+                assert draft.subject, name
 
 
 @pytest.mark.parametrize("preset", list_presets())
 @pytest.mark.parametrize("template", sorted(SPECS))
 def test_every_template_renders_for_every_preset(preset, template):
-    """StrictUndefined: a missing value fails; with all the example data and with only
-    the data the letter needs."""
+    """StrictUndefined: a missing value fails; with all the example data and with none."""
     policy = load_policy(preset)
     spec = SPECS[template]
     for data in (spec.sample_data, dict(spec.needs)):
-        html = render(template, sample_context(policy, template, data=data))
-        text = html_to_text(html)
+        context = sample_context(policy, template, data=data)
+        if spec.delivery == TEXT:
+            assert "Maisie" in render_text_message(template, context)
+            continue
+        text = html_to_text(render(template, context))
         assert policy.school.name in text
         assert "Maisie" in text
         assert "None" not in text.replace("None recorded", "")
+        assert not glued(text), glued(text)
+
+
+def glued(text: str) -> list[str]:
+    """Words run together where a template tag swallowed a line break ("Keetch,called")."""
+    words = [w for w in text.split() if not any(x in w for x in ("@", "http", "www."))]
+    return [w for w in words if re.search(r"[a-z)][,.;:][A-Za-z(]|[^-0-9]\d{4}[a-z]", w)]
 
 
 def test_a_missing_value_is_an_error_not_a_blank():
     policy = load_policy("st-barnabas")
     context = sample_context(policy, "st_barnabas/no_contact", data={})
+    del context["school"]["phone"]
     with pytest.raises(UndefinedError):
         render("st_barnabas/no_contact", context)
 
@@ -622,18 +739,177 @@ async def test_a_letter_can_be_rendered_again_years_later(engine, smtp, service)
     assert "identical" in result.output
 
 
-async def test_a_letter_without_the_data_it_needs_is_refused(engine, smtp, service):
+async def test_a_letter_that_cannot_be_written_is_not_retried(
+    engine, smtp, service, tmp_path, monkeypatch
+):
+    """Unknown template, missing data, data of the wrong form, a template asking for a
+    value it is not given: each a non-retryable error naming internal IDs only."""
     school_id, pupil_id = add_family(engine, policy="st-barnabas", urn="118000")
     activities = LetterActivities(service)
-    request = LetterRequest(school_id, pupil_id, "st_barnabas/no_contact", "k/1")
-    with pytest.raises(Exception, match="needs data: first_day_absent") as raised:
-        await ActivityEnvironment().run(activities.send_letter, request)
-    assert raised.value.non_retryable
-    request = LetterRequest(school_id, pupil_id, "no_such/letter", "k/2")
-    with pytest.raises(Exception, match="no letter template") as raised:
-        await ActivityEnvironment().run(activities.send_letter, request)
-    assert "Whitlock" not in str(raised.value)
-    assert rows(engine, Letter) == []
+
+    async def refused(template: str, key: str, data: dict | None = None) -> str:
+        request = LetterRequest(school_id, pupil_id, template, key, data=data or {}, as_of=AS_OF)
+        with pytest.raises(Exception) as raised:
+            await ActivityEnvironment().run(activities.send_letter, request)
+        assert raised.value.non_retryable and raised.value.type == "LetterError"
+        assert "Whitlock" not in str(raised.value) and "Maisie" not in str(raised.value)
+        return str(raised.value)
+
+    assert "no letter template" in await refused("no_such/letter", "k/1")
+
+    spec = SPECS["st_barnabas/no_contact"]
+    needy = LetterSpec(spec.name, needs={"first_day_absent": "2026-11-20"})
+    monkeypatch.setitem(SPECS, spec.name, needy)
+    assert "needs data: first_day_absent" in await refused(spec.name, "k/2")
+    monkeypatch.setitem(SPECS, spec.name, spec)
+
+    bad_date = await refused("st_barnabas/sac_meeting", "k/3", {"meeting_at": "next Tuesday"})
+    assert "cannot be written: ValueError" in bad_date and "next Tuesday" not in bad_date
+
+    # A translated letter that uses a value nobody gives it: UndefinedError, not a retry.
+    root = tmp_path / "templates"
+    shutil.copytree(render_module.TEMPLATES, root)
+    (root / "pl" / "st_barnabas").mkdir(parents=True)
+    (root / "pl" / "st_barnabas" / "below_97.html").write_text(
+        '{% extends "base.html" %}{% block body %}{{ data.nobody_gives_this }}{% endblock %}'
+    )
+    monkeypatch.setattr(render_module, "TEMPLATES", root)
+    render_module.environment.cache_clear()
+    render_module.template_version.cache_clear()
+    try:
+        undefined = await refused("st_barnabas/below_97", "k/4", {"language": "pl"})
+    finally:
+        render_module.environment.cache_clear()
+        render_module.template_version.cache_clear()
+    assert "undefined value" in undefined and "nobody_gives_this" in undefined
+    assert rows(engine, Letter) == [] and smtp.messages == []
+
+
+async def test_a_text_message_is_stored_and_handed_to_staff(engine, smtp, service):
+    """Springbank's warning text: the exact text stored like a letter, one copy per parent
+    with a telephone number, a task for the office to send it, and the chronology."""
+    school_id, pupil_id = add_family(
+        engine,
+        policy="springbank",
+        urn="148406",
+        parents=(
+            dict(
+                title="Mrs",
+                forename="Jane",
+                surname="Whitlock",
+                relationship="Mother",
+                email="jane@example.org",
+                phone="07700 900123",
+                preferred_channel="email",
+            ),
+            dict(
+                title="Mr",
+                forename="Tom",
+                surname="Whitlock",
+                relationship="Father",
+                phone="",
+                preferred_channel="post",
+            ),
+        ),
+    )
+    data = {"ladder": "Persistent Absentees and ATTEND", "stage": "Warning text"}
+    result = await send(
+        service,
+        school_id,
+        pupil_id,
+        template="springbank/warning_below_93",
+        key="case-7/letter/springbank/warning_below_93",
+        data=data,
+        case_id="case-7",
+    )
+    assert (result.channel, result.status) == ("text", "ready_to_text")
+    assert smtp.messages == []
+    [letter] = rows(engine, Letter)
+    policy = load_policy("springbank")
+    expected = (
+        f"{policy.school.name}: Maisie's attendance is 94.3%, below 93%. Our target is 95%. "
+        f"Please call {policy.school.phone} if we can help."
+    )
+    assert letter.html == expected
+    assert letter.subject == "Text message about Maisie's attendance"
+    copies = {(r.channel, r.recipient_name, r.status) for r in rows(engine, Outbox)}
+    assert copies == {
+        ("text", "Mrs Jane Whitlock", "ready_to_text"),
+        ("text", "Mr Tom Whitlock", "no_address"),
+    }
+    [task] = rows(engine, StaffTask)
+    assert (task.case_id, task.kind, task.role, task.status) == (
+        "case-7",
+        "send_text",
+        "office",
+        "open",
+    )
+    assert expected in task.summary and "Mrs Jane Whitlock" in task.summary
+    summaries = sorted(e.summary for e in rows(engine, ChronologyEntry))
+    assert summaries == [
+        "Text message not sent to Mr Tom Whitlock: no telephone number on record",
+        f"Text message to Mrs Jane Whitlock ready for staff to send: \u201c{expected}\u201d",
+    ]
+    again = await send(
+        service,
+        school_id,
+        pupil_id,
+        template="springbank/warning_below_93",
+        key="case-7/letter/springbank/warning_below_93",
+        data=data,
+        case_id="case-7",
+    )
+    assert again == result
+    assert len(rows(engine, StaffTask)) == 1 and len(rows(engine, ChronologyEntry)) == 2
+    runner = CliRunner()
+    shown = runner.invoke(letters_cli.app, ["show", str(letter.id)], env=_cli_env(engine))
+    assert shown.exit_code == 0, shown.output
+    assert "identical" in shown.output
+
+
+async def test_without_dates_a_letter_about_absence_takes_them_from_the_register(
+    engine, smtp, service
+):
+    """The workflow gives no dates: the letter finds the run of absence and the sessions
+    still without a reason in the register."""
+    school_id, pupil_id = add_family(
+        engine,
+        policy="sevenoaks",
+        urn="118947",
+        marks=both("2026-11-17", "N") | {("2026-11-18", "AM"): "N"},
+    )
+    with Session(engine) as session:
+        # As of Thursday 12 November: absent (O, O, I) since Tuesday 10 November.
+        no_contact = service.draft(
+            session,
+            school_id=school_id,
+            pupil_id=pupil_id,
+            template="st_barnabas/no_contact",
+            key="x/1",
+            data={"ladder": "l", "stage": "s"},
+            as_of="2026-11-12",
+        )
+        unexplained = service.draft(
+            session,
+            school_id=school_id,
+            pupil_id=pupil_id,
+            template="sevenoaks/unexplained_absence",
+            key="x/2",
+            data={"ladder": "l", "stage": "s"},
+            as_of=AS_OF,
+        )
+    assert no_contact.context["absence"]["run_started_on"] == "2026-11-10"
+    assert "absent from school since Tuesday 10 November 2026 and we have not heard from you" in (
+        flat(html_to_text(no_contact.html))
+    )
+    assert unexplained.context["absence"] == {
+        "run_started_on": None,  # present on the afternoon of the 18th and since
+        "unexplained_on": ["2026-11-17", "2026-11-18"],
+    }
+    assert (
+        "Maisie was absent on Tuesday 17 November 2026 and Wednesday 18 November 2026, and we "
+        "have not received a reason" in flat(html_to_text(unexplained.html))
+    )
 
 
 # A self-signed certificate for 127.0.0.1 and localhost (valid 2000 to 2099), for the SMTP
@@ -936,6 +1212,40 @@ async def test_the_evidence_pack_has_figures_register_chronology_and_letters(eng
     assert "Meeting with the attendance lead; target 95% agreed" in text
     assert "Maisie's attendance has fallen below 95%" in text  # the copy of the letter
     assert "emailed to Mrs Jane Whitlock" in text  # the chronology of the letter
+
+
+async def test_a_legal_referral_is_one_pdf_with_the_evidence_pack(engine, smtp, service):
+    """What a court or the LA asks the school to show: the referral, the figures, the
+    register extract with its codes, the chronology and copies of the letters."""
+    school_id, pupil_id = add_family(engine)
+    await send(service, school_id, pupil_id, case_id="case-1")
+    data = {"ladder": "Attendance stages (Appendix 1)", "stage": "Stage 5: referral"}
+    result = await send(
+        service,
+        school_id,
+        pupil_id,
+        template="la/legal_referral",
+        key="case-1/letter/la/legal_referral",
+        data=data,
+        case_id="case-1",
+    )
+    assert (result.channel, result.status) == ("la", "ready_for_la")
+    letter = next(x for x in rows(engine, Letter) if x.template == "la/legal_referral")
+    [copy] = rows(engine, Outbox, Outbox.letter_id == letter.id)
+    pdf = service.pdf_path(SimpleNamespace(**letter.model_dump()), copy)
+    assert not pdf.exists()  # nothing to send: rendered when it is asked for
+    text = flat(pdf_text(html_to_pdf(letter.html)))
+    assert "Referral for legal action" in text and "Maisie Whitlock" in text
+    assert "The case has reached \u201cStage 5: referral\u201d of \u201cAttendance stages" in text
+    assert "Attendance evidence pack" in text
+    assert "94.3%" in text  # 100 of 106 sessions
+    assert "Register extract" in text and "absent in other or unknown circumstances" in text
+    # The week of the absence: Monday present, Tuesday and Wednesday O, Thursday ill.
+    assert "9 November 2026 / \\ O O O O I I / \\" in text
+    assert "Thursday 3 September 2026 to Tuesday 24 November 2026" in text
+    assert "emailed to Mrs Jane Whitlock" in text  # the chronology of the first letter
+    assert "Copy of letter 1 of 1" in text
+    assert "Maisie's attendance has fallen below 95%" in text  # the copy itself
 
 
 # --------------------------------------------------------------------------- wiring
