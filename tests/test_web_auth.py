@@ -667,6 +667,75 @@ async def test_governor_sees_no_names(app, engine, world):
         school = await client.get(home.headers["location"])
         assert "Returns due to the LA" in school.text
         assert "/cases/" not in school.text
+        # Cohorts of one or two pupils (one on free school meals here) are not shown.
+        assert "fewer than 5" in school.text
+    async with await signed_in(app, engine, world, "headteacher") as client:
+        school = await client.get(f"/schools/{world.school.id}")
+        assert "fewer than 5" not in school.text
+
+
+async def test_la_officer_sees_their_schools_and_no_other(app, engine, world):
+    """An LA officer reads across the schools they are given, and only those."""
+    with Session(engine, expire_on_commit=False) as session:
+        third = add_school(session, name="Third Primary", urn="118002", policy="springbank")
+        add_user(
+            session,
+            email="la.two@county.example",
+            name="Lee Two Schools",
+            role="la_officer",
+            school_ids=[world.school.id, world.other.id],
+            password=PASSWORD,
+        )
+        session.commit()
+        user = session.exec(
+            select(web.accounts.WebUser).where(
+                web.accounts.WebUser.email == "la.two@county.example"
+            )
+        ).one()
+        token = start_session(session, user, hours=1)
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    client.cookies.set(SESSION_COOKIE, token)
+    async with client:
+        home = await client.get("/")
+        assert home.headers["location"] == "/schools"
+        schools = (await client.get("/schools")).text
+        assert "St Barnabas" in schools and "Other Primary" in schools
+        assert "Third Primary" not in schools
+        for other in (False, True):
+            for page in ("caseload", "school", "case", "episode", "letter"):
+                response = await client.get(page_paths(world, other=other)[page])
+                assert response.status_code == 200, (other, page)
+            for page in ("today", "approvals", "evidence"):  # not an LA officer's pages
+                response = await client.get(page_paths(world, other=other)[page])
+                assert response.status_code == 403, (other, page)
+        caseload = (await client.get(page_paths(world, other=True)["caseload"])).text
+        assert "Yolanda" in caseload and "Barnaby" not in caseload  # one school at a time
+        for path in (f"/schools/{third.id}", f"/schools/{third.id}/caseload"):
+            assert (await client.get(path)).status_code == 404
+        # Reading is all: no step on a case.
+        token = csrf_of((await client.get(page_paths(world)["case"])).text)
+        response = await client.post(
+            f"/cases/{world.case_id}/pause",
+            data={"reason": "medical", "note": "", "csrf_token": token},
+        )
+        assert response.status_code == 403
+
+
+async def test_an_unexpected_error_is_logged_without_personal_data(
+    app, engine, world, monkeypatch, caplog
+):
+    def broken(*args, **kwargs):
+        raise ValueError("Barnaby Quenell, 1 Quarry Road, TN1 2EY")
+
+    monkeypatch.setattr("web.pages.caseload.caseload_page", broken)
+    async with await signed_in(app, engine, world, "attendance_officer") as client:
+        response = await client.get(page_paths(world)["caseload"])
+    assert response.status_code == 500
+    assert "Something went wrong" in response.text
+    assert "Barnaby" not in response.text
+    logged = caplog.text
+    assert f"unhandled ValueError on GET /schools/{world.school.id}/caseload" in logged
+    assert "Barnaby" not in logged and "Quarry" not in logged
 
 
 async def test_urls_hold_ids_only_and_pages_are_not_stored(app, engine, world):

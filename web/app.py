@@ -41,9 +41,18 @@ SECURITY_HEADERS = [
 ]
 
 
+ERROR_PAGE = (
+    b'<!doctype html><html lang="en-GB"><meta charset="utf-8"><title>Something went wrong'
+    b"</title><h1>Something went wrong</h1><p>Nothing more was recorded than had already been."
+    b' <a href="/">Start again</a>.</p></html>'
+)
+
+
 class SecurityHeaders:
     """Adds the headers above to every response; pages (which hold pupils' details) are
-    never stored by the browser or a proxy."""
+    never stored by the browser or a proxy. An error nothing else handled is logged by
+    its kind and the path only (the message of a database error can quote a pupil's
+    details), and the browser gets a plain error page."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -53,9 +62,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = scope["path"].startswith("/static/")
+        started = False
 
         async def with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers += SECURITY_HEADERS
                 if not static:
@@ -63,7 +75,22 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        try:
+            await self.app(scope, receive, with_headers)
+        except Exception as problem:
+            log.error(
+                "unhandled %s on %s %s", type(problem).__name__, scope["method"], scope["path"]
+            )
+            if started:
+                raise RuntimeError("the response was cut short") from None
+            await with_headers(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": ERROR_PAGE})
 
 
 def create_app(

@@ -14,6 +14,10 @@ from web.render import render
 
 router = APIRouter()
 
+# A governor sees a cohort's figures only when it has at least this many pupils: the
+# figures of two or three looked-after children would tell who they are.
+SMALL_COHORT = 5
+
 
 @router.get("/schools/{school_id}")
 def school(
@@ -38,4 +42,5 @@ def school(
         chart=trend_chart(page.trend, target=ctx.policy.attendance_target),
         # A governor sees the returns counted, never which pupils they are about.
         anonymous=user.role == GOVERNOR,
+        small_cohort=SMALL_COHORT,
     )
