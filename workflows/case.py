@@ -362,13 +362,21 @@ class AttendanceCase:
                 await self._step_down(ladder, "back above the line")
 
     def _recovered(self, ladder: CaseLadder, ls: LadderState) -> bool:
-        """A stage with no review of its own ends when what put the pupil on it is gone
-        (for a stage reached by escalation: when nothing on the ladder holds any more)."""
+        """A stage with no review of its own ends when the pupil is back over its line."""
         if ls.review_on:
             return False
-        stage = ladder.stage(ls.stage)
-        lines = stage.enter_when or [t for s in ladder.stages for t in s.enter_when]
-        return not (set(lines) & set(self.state.holding))
+        return not (self._lines(ladder, ls.stage) & set(self.state.holding))
+
+    @staticmethod
+    def _lines(ladder: CaseLadder, stage_id: str) -> set[str]:
+        """The thresholds a stage is judged against: its own, or for a stage reached by
+        escalation those of the nearest stage below it that a threshold enters (a pupil
+        escalated from "below 90%" has recovered once back at 90%, and the lower rungs
+        then judge the rest of the way down)."""
+        for stage in reversed(ladder.stages[: ladder.index(stage_id) + 1]):
+            if stage.enter_when:
+                return set(stage.enter_when)
+        return {t for s in ladder.stages for t in s.enter_when}
 
     @staticmethod
     def _pending(ls: LadderState) -> bool:
@@ -469,7 +477,7 @@ class AttendanceCase:
             **ACTIVITY,
         )
         self.state.holding = figures.holding
-        on_ladder = {t for s in ladder.stages for t in s.enter_when}
+        on_ladder = self._lines(ladder, ls.stage)
         rate = f"{figures.rate_since:.1f}%" if figures.rate_since is not None else "no sessions"
         stage = ladder.stage(ls.stage)
         if not on_ladder & set(figures.holding):
