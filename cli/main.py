@@ -14,10 +14,12 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from cli import case as case_cli
 from cli import demo as demo_cli
 from cli import imports as imports_cli
 from cli import letters as letters_cli
 from cli import policy as policy_cli
+from cli import simulate as simulate_cli
 from cli import web as web_cli
 from database import make_engine
 from figures.compute import compute_figures
@@ -28,6 +30,8 @@ from settings import VAR, get_settings, temporal_cli
 app = typer.Typer(help="School attendance escalation engine.", no_args_is_help=True)
 app.add_typer(policy_cli.app, name="policy", help="Check and show school policies.")
 app.add_typer(imports_cli.app, name="import", help="Import register marks, CTF and pupils.")
+app.add_typer(case_cli.app, name="case", help="List, show and act on attendance cases.")
+app.command("simulate")(simulate_cli.simulate_command)
 app.add_typer(letters_cli.app, name="letters", help="Preview, show and print letters.")
 app.add_typer(web_cli.app, name="web", help="The web app: serve it, manage its accounts.")
 app.command("demo-data", help="Generate demo schools, pupils and register history.")(
