@@ -9,6 +9,7 @@ running. Pupils the policy's safeguarding variant applies to (a social worker, a
 protection plan, looked after...) follow its shortened path, and the DSL is told on day 1.
 """
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, timezone
 
@@ -164,6 +165,7 @@ class AbsenceEpisode:
         self.utc_offset = UTC
         self.opened: set[str] = set()  # keys of the tasks opened so far
         self.today_fallbacks: list[EpisodeAction] = []  # the day's "may" actions
+        self.one_step_at_a_time = asyncio.Lock()  # staff steps are taken in turn
 
     @workflow.run
     async def run(self, input: AbsenceEpisodeInput) -> AbsenceEpisodeResult:
@@ -212,6 +214,10 @@ class AbsenceEpisode:
 
     @workflow.update
     async def record_contact(self, step: RecordContactInput) -> StepResult:
+        async with self.one_step_at_a_time:
+            return await self._record_contact(step)
+
+    async def _record_contact(self, step: RecordContactInput) -> StepResult:
         assert self.input
         await self._caught_up()
         if self.closing:
@@ -256,12 +262,13 @@ class AbsenceEpisode:
                     step.role,
                 )
             )
-            self.state.closed_reason = (
-                f"contact made with parent/carer: {step.reason} (register {step.code})"
-            )
         else:
             fallbacks = self._fallbacks()
         await self._apply(notes=notes, open_tasks=fallbacks)
+        if step.outcome == "contact_made":  # closes once the step is written, so it comes first
+            self.state.closed_reason = (
+                f"contact made with parent/carer: {step.reason} (register {step.code})"
+            )
         return StepResult("closing" if self.closing else "open", notes[0].summary)
 
     @record_contact.validator
@@ -280,6 +287,10 @@ class AbsenceEpisode:
 
     @workflow.update
     async def record_visit(self, step: RecordVisitInput) -> StepResult:
+        async with self.one_step_at_a_time:
+            return await self._record_visit(step)
+
+    async def _record_visit(self, step: RecordVisitInput) -> StepResult:
         await self._caught_up()
         if self.closing or not self.state.visit_due:
             raise ApplicationError("no home visit is due on this absence episode now")
@@ -297,15 +308,16 @@ class AbsenceEpisode:
         self.state.visits.append(f"{self._today()} {step.outcome}")
         self.state.visit_due = False
         self.attempt_since_day_started = True
-        if step.outcome == "child_seen":
-            self.state.closed_reason = "child seen on a home visit" + (
-                f": {step.note}" if step.note else ""
-            )
+        seen = step.outcome == "child_seen"
         await self._apply(
             notes=[note],
             close_task_kinds=list(VISIT_ACTIONS),
-            open_tasks=[] if self.closing else self._fallbacks(),
+            open_tasks=[] if seen else self._fallbacks(),
         )
+        if seen:  # closes once the step is written, so it comes first
+            self.state.closed_reason = "child seen on a home visit" + (
+                f": {step.note}" if step.note else ""
+            )
         return StepResult("closing" if self.closing else "open", note.summary)
 
     @record_visit.validator
