@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="build the LA's data again")
     args = parser.parse_args()
     host = machine()
+    host["load_start"] = os.getloadavg()
     print(
         f"machine: {host['nproc']} cores ({host['cpu']}), {host['ram_gib']:.1f} GiB RAM, "
         f"Python {host['python']}"
@@ -502,15 +503,16 @@ def report(host: dict, pdf: dict, mail: dict, day: dict) -> str:
     pdf_ratio = pdf["ours"] / pdf["bare"]
     mail_ratio = mail["ours"] / mail["bare"]
     met = {True: "met", False: "NOT met"}
-    load = os.getloadavg()[0]
+    start, end = host["load_start"], os.getloadavg()
     return f"""{SECTION}
 
 `.venv/bin/python -m bench.letters` ({day["letters"]:,} letters), run {date.today().isoformat()}.
 
 Machine: {host["nproc"]} cores ({host["cpu"]}), {host["ram_gib"]:.1f} GiB RAM, Python
 {host["python"]}, WeasyPrint {host["weasyprint"]}, aiosmtplib {host["aiosmtplib"]}; SQLite
-file on local disk; the SMTP server (aiosmtpd) on loopback in a process of its own. Load
-average {load:.1f} at the end of the run (the machine was shared).
+file on local disk; the SMTP server (aiosmtpd) on loopback in a process of its own. The
+machine was shared with other work: load average (1, 5, 15 min) {_load(start)} at the start
+of the run and {_load(end)} at its end.
 
 | | ours | bare | ours / bare |
 |---|---|---|---|
@@ -553,6 +555,10 @@ letters/s): {day["emails"]:,} emails, {day["postal"]:,} postal copies in the pac
 - Goal (c), a day's letters for the LA in under {DAY_GOAL_SECONDS // 60} minutes:
   **{met[day["seconds"] < DAY_GOAL_SECONDS]}** ({day["seconds"]:.0f} s).
 """
+
+
+def _load(averages: tuple[float, float, float]) -> str:
+    return ", ".join(f"{a:.2f}" for a in averages)
 
 
 def record(section: str) -> None:

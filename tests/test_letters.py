@@ -524,6 +524,18 @@ async def test_the_email_that_arrives(engine, smtp, service):
     assert message["Message-ID"] == copy.message_id
     assert copy.status == "sent" and copy.attempts == 1 and copy.sent_at is not None
 
+    # The case's chronology: what was sent, how, to whom and when.
+    entries = {e.summary: e for e in rows(engine, ChronologyEntry)}
+    title = "Letter \u201cMaisie's attendance: Stage 1 letter\u201d (all_saints/stage_1b)"
+    emailed = entries[f"{title} emailed to Mrs Jane Whitlock and Mr Tom Whitlock"]
+    posted = entries[f"{title} queued for post to Mrs Jane Whitlock and Mr Tom Whitlock"]
+    assert len(entries) == 2
+    assert emailed.case_id == posted.case_id == "case-1"
+    assert emailed.on_day == TODAY and emailed.kind == "letter"
+    assert emailed.at.replace(tzinfo=None) == copy.sent_at.replace(tzinfo=None)
+    detail = json.loads(emailed.detail)
+    assert detail["message_id"] == copy.message_id and detail["channel"] == "email"
+
 
 async def test_the_same_key_sends_nothing_twice(engine, smtp, service):
     school_id, pupil_id = add_family(engine)
