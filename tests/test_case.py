@@ -730,3 +730,189 @@ async def test_out_of_order_and_wrong_role_steps_are_refused_and_change_nothing(
     pauses = chronology(engine, "pause")
     assert pauses[0] == "Case paused: medical (Surgery in December)"
     assert pauses[1].startswith("Case resumed after pause (medical)")
+
+
+async def decide_all(handle: WorkflowHandle, reason: str, by: str, role: str) -> None:
+    """Approve every decision the case is waiting for."""
+    status = await handle.query(AttendanceCase.status)
+    for key in [a[9:] for a in status.awaiting if a.startswith("decision:")]:
+        await handle.execute_update(
+            AttendanceCase.decide, DecisionInput(key, True, reason, by, role)
+        )
+
+
+async def test_all_saints_monitoring_up_every_rung_and_back_down(
+    temporal_env, engine, settings, task_queue
+):
+    # Ill (I) all day Mon 28 - Wed 30 Sep, Mon 19 Oct, Mon 7 and Mon 14 Dec; ill in the
+    # morning of Mon 2, 9, 16 (all day), 23 and 30 Nov and Mon 11 Jan; present otherwise.
+    absent = {}
+    for day in ("2026-09-28", "2026-09-29", "2026-09-30", "2026-10-19", "2026-12-07"):
+        absent |= both(day, "I")
+    absent |= both("2026-12-14", "I") | both("2026-11-16", "I")
+    for day in ("2026-11-02", "2026-11-09", "2026-11-23", "2026-11-30", "2027-01-11"):
+        absent[day, "AM"] = "I"
+    school, pupil = school_pupil(engine, "all-saints", absent)
+    ladder = "monitoring"
+    head = ("Louise de Graaff", "headteacher")
+    lines = ["at_or_below_96", "below_96", "below_95"]
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Mon 28 Sep: 34 of 36 sessions, 94.44%: the letter below 96% (and Appendix 1's
+        # Stage 1, below 95%).
+        handle = await start_case(
+            temporal_env, school, pupil, task_queue, ThresholdsChanged("2026-09-28", lines, lines)
+        )
+        await until_stage(handle, ladder, "concern_letter")
+        # Tue 29 Sep: 34 of 38, 89.47%: below 90%, monitored for two school weeks.
+        await temporal_env.fast_forward(handle, timedelta(days=1))
+        holding = lines + ["below_90", "persistent_absence"]
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-09-29", holding, ["below_90", "persistent_absence"]),
+        )
+        await until_stage(handle, ladder, "monitored")
+        status = await handle.query(AttendanceCase.status)
+        assert "review on 2026-10-13:monitoring" in status.awaiting
+
+        # Tue 13 Oct: 18 of 22 sessions since 29 Sep (81.8%), below the 94.44% before it:
+        # the class teacher's meeting; reviewed two school weeks on (half-term not
+        # counted), Tue 3 Nov.
+        await temporal_env.fast_forward(handle, timedelta(days=14))
+        await until_stage(handle, ladder, "targets_meeting")
+        assert (
+            "review on 2026-11-03:monitoring"
+            in (await handle.query(AttendanceCase.status)).awaiting
+        )
+        # Back at 90.0% on Wed 14 Oct, below again on Mon 19 Oct: a rung under review
+        # stays where it is.
+        await temporal_env.fast_forward(handle, timedelta(days=1))
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-10-14", lines + ["persistent_absence"], cleared=["below_90"]),
+        )
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-10-15T15:30", "both parents", "Miss Hart", "class_teacher", ladder=ladder
+            ),
+        )
+        await temporal_env.fast_forward(handle, timedelta(days=1))
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(
+                attended=True,
+                by="Miss Hart",
+                role="class_teacher",
+                targets="95% by Christmas",
+                ladder=ladder,
+            ),
+        )
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-10-15", lines, cleared=["persistent_absence"]),
+        )
+        await temporal_env.fast_forward(handle, timedelta(days=4))
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-10-19", holding, ["below_90", "persistent_absence"]),
+        )
+        await settled(handle)
+        assert (await handle.query(AttendanceCase.status)).ladder_stages[ladder] == (
+            "targets_meeting"
+        )
+
+        # Tue 3 Nov: 19 of 22 since 13 Oct (86.4%), below 89.29%: EWO referral and a
+        # parenting contract, reviewed four school weeks on, Tue 1 Dec.
+        await temporal_env.fast_forward(handle, timedelta(days=15))
+        await until_stage(handle, ladder, "parenting_contract")
+        await handle.execute_update(
+            AttendanceCase.record_contract,
+            ContractInput(
+                "2026-11-05", "Mr D. Fenwick", "attendance_officer", terms="Daily", ladder=ladder
+            ),
+        )
+        # Tue 1 Dec: 35 of 40 since 3 Nov (87.5%), below 88.16%: the final written warning,
+        # once the headteacher approves it; reviewed four school weeks on, Tue 12 Jan.
+        await temporal_env.fast_forward(handle, timedelta(days=28))
+        await until_stage(handle, ladder, "final_warning")
+        assert "all_saints/final_warning" not in letters_sent(engine)
+        await decide_all(handle, "Contract broken; illness not evidenced", *head)
+        await settled(handle)
+        assert "all_saints/final_warning" in letters_sent(engine)
+        # Tue 12 Jan: 35 of 40 since 1 Dec (87.5%), below 87.72%: a fixed penalty notice,
+        # the headteacher's to approve.
+        await temporal_env.fast_forward(handle, timedelta(days=42))
+        await until_stage(handle, ladder, "penalty_notice")
+        await decide_all(handle, "No improvement after the final warning", *head)
+        await handle.execute_update(
+            AttendanceCase.record_la_outcome,
+            LAOutcomeInput("issued", "2027-01-20", "Mr D. Fenwick", "attendance_officer"),
+        )
+        await handle.execute_update(
+            AttendanceCase.record_la_outcome,
+            LAOutcomeInput("paid", "2027-02-02", "Mr D. Fenwick", "attendance_officer"),
+        )
+
+        # Present every session since 12 Jan: Fri 5 Feb is 171 of 190, 90.0%: no longer
+        # below 90%, back to the final warning ...
+        await temporal_env.fast_forward(handle, timedelta(days=24))
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2027-02-05", lines + ["persistent_absence"], cleared=["below_90"]),
+        )
+        await until_stage(handle, ladder, "final_warning")
+        # ... and down a rung at each review: Fri 12 Mar (four school weeks, half-term not
+        # counted), Fri 23 Apr (four, Easter not counted), Fri 7 May and Fri 21 May (two
+        # each), all over 90%, to the letter below 96% where the pupil still is.
+        for days, stage in (
+            (35, "parenting_contract"),
+            (42, "targets_meeting"),
+            (14, "monitored"),
+            (14, "concern_letter"),
+        ):
+            await temporal_env.fast_forward(handle, timedelta(days=days))
+            await until_stage(handle, ladder, stage)
+
+    name = "Attendance monitoring procedures (§11): "
+    assert [s.removeprefix(name) for s in chronology(engine, "stage") if s.startswith(name)] == [
+        "Below the expected standard (over below_96)",
+        "Attendance monitored (over below_90)",
+        "Meeting with the class teacher, targets set (no improvement (81.8% since 2026-09-29))",
+        "EWO referral and parenting contract (no improvement (86.4% since 2026-10-13))",
+        "Final written warning (no improvement (87.5% since 2026-11-03))",
+        "Fixed penalty notice (no improvement (87.5% since 2026-12-01))",
+        "back to Final written warning (back above the line)",
+        "back to EWO referral and parenting contract "
+        "(attendance recovered (100.0% since 2027-02-05))",
+        "back to Meeting with the class teacher, targets set "
+        "(attendance recovered (100.0% since 2027-03-12))",
+        "back to Attendance monitored (attendance recovered (100.0% since 2027-04-23))",
+        "back to Below the expected standard (attendance recovered (100.0% since 2027-05-07))",
+    ]
+    with Session(engine) as session:
+        decisions = session.exec(select(LegalDecision).order_by(LegalDecision.id)).all()
+        assert [(d.kind, d.status) for d in decisions] == [
+            ("formal_warning", "approved"),
+            ("penalty_notice_request", "approved"),
+        ]
+        notices = session.exec(select(PenaltyNotice)).all()
+        assert sorted((n.sequence, n.amount, n.outcome) for n in notices) == [
+            (1, 160, "paid"),
+            (1, 160, "paid"),
+        ]
+    # Up: a letter at each rung that has one (Appendix 1's Stage 1 and 2 letters alongside,
+    # the "a" versions: all the absence is illness), the final warning once approved, the
+    # LA's penalty-notice request; down: the positive letter of each rung left that has one.
+    assert letters_sent(engine) == [
+        "all_saints/below_96",
+        "all_saints/stage_1a",
+        "all_saints/monitored",
+        "all_saints/stage_2a",
+        "all_saints/final_warning",
+        "la/penalty_notice_request",
+        "all_saints/positive",
+        "all_saints/positive",
+        "all_saints/targets_met",
+    ]
