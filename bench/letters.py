@@ -19,7 +19,7 @@
 
 The LA (demo schools, pupils, parents and an autumn of register) is built once under
 bench/data/letters/ and each run works on a fresh copy. Only a run of at least 5,000
-letters writes its figures to bench/RESULTS.md (the "Letters" section).
+letters writes its figures to bench/RESULTS.md (its own section; the others stay).
 """
 
 import argparse
@@ -56,7 +56,7 @@ from settings import Settings
 
 DATA = Path(__file__).parent / "data" / "letters"
 RESULTS = Path(__file__).parent / "RESULTS.md"
-SECTION = "## Letters"
+SECTION = "## Letters: PDF rendering and email delivery (`bench/letters.py`)"
 THROUGH = date(2026, 11, 24)  # the register runs to here; letters are as of this day
 WRITTEN_ON = date(2026, 11, 25)
 LA_PUPILS = 6_000

@@ -73,6 +73,13 @@ def _data(text: str | None) -> dict:
     return value
 
 
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} is a date as YYYY-MM-DD, e.g. 2026-11-24; not {text!r}")
+
+
 def _write(out: Path, html: str, as_html: bool) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     if as_html:
@@ -101,6 +108,8 @@ def preview(
     if template not in SPECS:
         _fail(f"no template {template!r}; `attend letters templates` lists them")
     given = _data(data)
+    if as_of:
+        as_of = _day(as_of, "--as-of").isoformat()
     if sample:
         try:
             policy = load_policy(sample)
@@ -215,7 +224,7 @@ def print_pack(
     engine = make_engine(settings.database_url)
     with Session(engine) as session:
         found = _school(session, school)
-    when = date.fromisoformat(day) if day else date.today()
+    when = _day(day, "--day") if day else date.today()
 
     async def run():
         service = LetterService(settings, engine)
@@ -228,4 +237,5 @@ def print_pack(
     if pack.path is None:
         console.print(f"nothing waiting for post at school {found.urn} on {when:%d/%m/%Y}")
     else:
-        console.print(f"{pack.letters} letters, {pack.pages} pages: {pack.path}")
+        letters = f"{pack.letters} letter" + ("" if pack.letters == 1 else "s")
+        console.print(f"{letters}, {pack.pages} pages: {pack.path}")

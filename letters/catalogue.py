@@ -7,9 +7,10 @@ ways). `needs` are data keys a letter cannot be written without; `uses` are keys
 words differently when given. Both hold an example value, used for previews and tests.
 
 The attendance case workflow gives every letter only `ladder` and `stage` (the names of
-the ladder and of the stage it is at), `reason` for a positive letter, and `notices` for
-a penalty-notice request: so no letter a policy names may have `needs`, and each words
-itself sensibly without its `uses` (the tests render every one that way).
+the ladder and of the stage it is at), `reason` for a positive letter and for a referral
+for prosecution, and `notices` for a penalty-notice request: so no letter a policy names
+may have `needs`, and each words itself sensibly without its `uses` (the tests render
+every one that way).
 """
 
 from dataclasses import dataclass, field
@@ -277,7 +278,12 @@ SPECS: dict[str, LetterSpec] = _specs(
     LetterSpec(
         "la/legal_referral",
         audience=LA,
-        uses={**DECISION, "stage_name": "Stage 5: referral to the LA for legal proceedings"},
+        uses={
+            **DECISION,
+            "stage_name": "Stage 5: referral to the LA for legal proceedings",
+            "reason": "No further penalty notice within 3 years for Mr John Example: referred"
+            " to the LA to consider prosecution instead",
+        },
         description="Referral to the LA for legal proceedings (with the evidence pack)",
     ),
     LetterSpec(

@@ -281,6 +281,47 @@ def test_templates_and_catalogue_agree():
     assert set(template_names()) == set(SPECS)
 
 
+ROOT = Path(__file__).parent.parent
+TEMPLATE_LITERAL = re.compile(r"[\"'](?:la|st_barnabas|all_saints|sevenoaks|springbank)/\w+[\"']")
+
+
+def named_in_code(folder: str) -> set[str]:
+    """Template names written as string literals in the Python files under `folder`."""
+    return {
+        match.group()[1:-1]
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for match in TEMPLATE_LITERAL.finditer(path.read_text())
+    }
+
+
+def test_every_letter_the_code_asks_for_by_name_exists():
+    """The case workflow, the web app and the activities ask for some letters by name,
+    whatever the policy says; a renamed template must fail here, not in a live case."""
+    assert named_in_code("workflows") == WORKFLOW_LETTERS
+    for folder in ("workflows", "web", "activities", "cli"):
+        assert named_in_code(folder) <= set(SPECS), folder
+    assert "la/evidence_pack" in named_in_code("web")
+
+
+def test_a_referral_for_prosecution_says_why():
+    """No further penalty notice within the repeat period: the case workflow refers the
+    parent to the LA with `reason`, which the referral states."""
+    policy = load_policy("all-saints")
+    why = (
+        "No further penalty notice within 3 years for Mr Tom Whitlock: referred to the LA"
+        " to consider prosecution instead"
+    )
+    data = {
+        "ladder": "National Framework for Penalty Notices",
+        "stage": "Consider a penalty notice",
+    }
+    for given, expected in ((data | {"reason": why}, True), (data, False)):
+        context = sample_context(policy, "la/legal_referral", data=given)
+        text = flat(html_to_text(render("la/legal_referral", context)))
+        assert (f"Why the school is referring now: {why}." in text) is expected
+        assert "Consider a penalty notice" in text and "Maisie" in text
+
+
 def test_the_presets_name_every_ladder_letter():
     """The walk below covers what the issue lists: each preset's ladder letters, the All
     Saints' variants and section 11 letters, Springbank's text, and the LA documents."""
@@ -451,7 +492,11 @@ def test_the_legal_wording_comes_from_the_national_rules():
     assert "Education Supervision Order (section 447" in full
 
 
-def test_a_language_set_is_used_where_it_has_the_letter(tmp_path, monkeypatch):
+async def test_a_language_set_is_used_where_it_has_the_letter(
+    engine, smtp, service, tmp_path, monkeypatch
+):
+    """A Polish set holding one letter: that letter is written, stored, emailed and
+    rendered again in Polish; a letter the set lacks is written in English."""
     root = tmp_path / "templates"
     shutil.copytree(render_module.TEMPLATES, root)
     (root / "pl" / "all_saints").mkdir(parents=True)
@@ -469,6 +514,29 @@ def test_a_language_set_is_used_where_it_has_the_letter(tmp_path, monkeypatch):
         context = sample_context(load_policy("all-saints"), "all_saints/stage_1a")
         html = render("all_saints/stage_1a", context, "pl")
         assert "Frekwencja 88.7%" in html and 'lang="pl"' in html
+
+        school_id, pupil_id = add_family(engine)
+        for template in ("all_saints/stage_1a", "all_saints/stage_1b"):
+            await send(
+                service,
+                school_id,
+                pupil_id,
+                template=template,
+                key=template,
+                data={"language": "pl"},
+            )
+        polish, english = sorted(rows(engine, Letter), key=lambda letter: letter.template)
+        assert (polish.language, english.language) == ("pl", "en")
+        subjects = {m["Subject"]: m for m in smtp.messages}
+        assert set(subjects) == {"Frekwencja: Maisie", "Maisie's attendance: Stage 1 letter"}
+        body = flat(subjects["Frekwencja: Maisie"].get_body(("plain",)).get_content())
+        assert "Frekwencja 94.3%" in body  # 100 of 106 sessions for this pupil
+        version = rows(engine, LetterTemplateVersion, LetterTemplateVersion.language == "pl")[0]
+        assert "Frekwencja" in json.loads(version.sources)["all_saints/stage_1a.html"]
+        again = render_from_sources(
+            json.loads(version.sources), polish.template, json.loads(polish.data)
+        )
+        assert again == polish.html
     finally:
         render_module.environment.cache_clear()
         render_module.template_version.cache_clear()
@@ -1371,3 +1439,38 @@ def test_preview_renders_without_sending(engine, tmp_path):
     assert result.exit_code == 0, result.output
     assert "Child missing education" in sample.read_text()
     assert all(spec.audience in ("parents", LA) for spec in SPECS.values())
+
+
+async def test_the_print_pack_command(engine, smtp, service, tmp_path):
+    """`attend letters print-pack`: today's postal copies in one PDF under the letters
+    folder; a day that is not a date is refused with what to give instead."""
+    school_id, pupil_id = add_family(engine)
+    await send(service, school_id, pupil_id)  # Mr Whitlock's copy goes by post
+    env = _cli_env(engine) | {
+        "ATTEND_LETTERS_DIR": str(tmp_path / "letters"),
+        "ATTEND_LETTERS_PDF_PROCESSES": "0",
+    }
+    runner = CliRunner()
+    result = await asyncio.to_thread(
+        runner.invoke, letters_cli.app, ["print-pack", "--school", "145873"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    pack = tmp_path / "letters" / "print" / "145873" / f"{date.today().isoformat()}.pdf"
+    assert flat(result.output).startswith("1 letter, ")
+    text = flat(pdf_text(pack.read_bytes()))
+    assert "Mrs Jane Whitlock and Mr Tom Whitlock 4 Mill Lane Leek ST13 1AB" in text
+    assert "Maisie" in text
+    [copy] = rows(engine, Outbox, Outbox.channel == "post")
+    assert copy.status == "printed" and copy.print_day == date.today()
+
+    refused = runner.invoke(
+        letters_cli.app, ["print-pack", "--school", "145873", "--day", "25/11/2026"], env=env
+    )
+    assert refused.exit_code == 1
+    assert "--day is a date as YYYY-MM-DD" in refused.output
+    refused = runner.invoke(
+        letters_cli.app,
+        ["preview", "all_saints/stage_1a", "--pupil", "X", "--as-of", "yesterday"],
+        env=env,
+    )
+    assert refused.exit_code == 1 and "--as-of is a date as YYYY-MM-DD" in refused.output
