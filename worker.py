@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 from activities.cases import CaseActivities, CasePolicyActivities
 from activities.episodes import EpisodeActivities
 from activities.letters import build_letter_activities
-from activities.sweep import SweepActivities
+from activities.sweep import FanOutActivities, SweepActivities
 from database import make_engine, session_factory
 from schedules import sync_schedules
 from settings import Settings, get_settings
@@ -33,6 +33,7 @@ def build_worker(
     settings = settings or get_settings()
     sessions = session_factory(engine)
     sweep = SweepActivities(sessions)
+    fan_out = FanOutActivities(client, sessions)
     cases = CaseActivities(sessions)
     case_reads = CasePolicyActivities(sessions)
     letters = build_letter_activities(settings, engine)
@@ -42,6 +43,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=[
             sweep.record_threshold_crossings,
+            fan_out.fan_out,
             cases.apply_case_update,
             cases.amend_register,
             cases.request_penalty_notice,

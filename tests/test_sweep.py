@@ -24,10 +24,12 @@ async def test_sweep_records_crossings_once(temporal_env, engine, school, task_q
             "2026-11-25",
             {k: v for day in days for k, v in both(day, "O").items()},
         )
+    # Recording only: what the fan-out sends is tests/test_fanout.py's (its workflow IDs are
+    # the pupils', shared by every test on the one dev server).
     async with build_worker(temporal_env.client, engine=engine, task_queue=task_queue):
         result = await temporal_env.client.execute_workflow(
             RegisterCloseSweep.run,
-            RegisterCloseInput(school_id=school.id, as_of="2026-11-25"),
+            RegisterCloseInput(school_id=school.id, as_of="2026-11-25", fan_out=False),
             id=f"sweep-{task_queue}",
             task_queue=task_queue,
         )
@@ -40,7 +42,7 @@ async def test_sweep_records_crossings_once(temporal_env, engine, school, task_q
 
         again = await temporal_env.client.execute_workflow(
             RegisterCloseSweep.run,
-            RegisterCloseInput(school_id=school.id, as_of="2026-11-25"),
+            RegisterCloseInput(school_id=school.id, as_of="2026-11-25", fan_out=False),
             id=f"sweep-again-{task_queue}",
             task_queue=task_queue,
         )

@@ -1,4 +1,11 @@
-"""The register-close sweep: run by a Temporal Schedule per school at its close time."""
+"""The register-close sweep: run by a Temporal Schedule per school at its close time.
+
+Two activities: the figures and the day's threshold changes are computed and recorded in
+SQL; then the fan-out sends each affected pupil's workflows what changed (signal-with-start
+of the attendance case, of a new absence episode, the day's register to open episodes).
+The fan-out reads what to send from SQL, so a school of any size passes nothing large
+through the sweep's history.
+"""
 
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -8,7 +15,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from zoneinfo import ZoneInfo
 
-    from activities.sweep import RecordThresholdsInput, SweepActivities, ThresholdChange
+    from activities.sweep import (
+        FanOutActivities,
+        FanOutInput,
+        FanOutResult,
+        RecordThresholdsInput,
+        SweepActivities,
+        ThresholdChange,
+    )
 
 
 @dataclass
@@ -16,6 +30,7 @@ class RegisterCloseInput:
     school_id: int
     as_of: str | None = None  # ISO date; by default today in the school's time zone
     time_zone: str = "Europe/London"
+    fan_out: bool = True  # False: record the day's changes only, signal no workflow
 
 
 @dataclass
@@ -26,6 +41,7 @@ class RegisterCloseResult:
     crossed: int
     cleared: int
     changes: list[ThresholdChange] = field(default_factory=list)
+    fan_out: FanOutResult | None = None
 
 
 @workflow.defn
@@ -38,6 +54,16 @@ class RegisterCloseSweep:
             RecordThresholdsInput(school_id=input.school_id, as_of=str(as_of)),
             start_to_close_timeout=timedelta(minutes=10),
         )
+        fanned = None
+        if input.fan_out:
+            # Heartbeats carry the fan-out's progress: a worker lost mid-way is noticed in
+            # a minute, and the retry skips what was already sent.
+            fanned = await workflow.execute_activity_method(
+                FanOutActivities.fan_out,
+                FanOutInput(school_id=input.school_id, as_of=str(as_of)),
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(minutes=1),
+            )
         return RegisterCloseResult(
             school_id=recorded.school_id,
             as_of=recorded.as_of,
@@ -45,4 +71,5 @@ class RegisterCloseSweep:
             crossed=sum(c.direction == "crossed" for c in recorded.changes),
             cleared=sum(c.direction == "cleared" for c in recorded.changes),
             changes=recorded.changes,
+            fan_out=fanned,
         )
