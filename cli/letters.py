@@ -1,5 +1,6 @@
-"""`attend letters`: preview a letter without sending it, list the templates, show a stored
-letter again exactly as sent, and build a day's print pack."""
+"""`attend letters`: preview a letter without sending it, send one staff write themselves,
+list the templates, show a stored letter again exactly as sent, and build a day's print
+pack."""
 
 import asyncio
 import json
@@ -17,7 +18,7 @@ from letters.catalogue import SPECS
 from letters.pdf import html_to_pdf
 from letters.render import address_copy, render, render_from_sources, sha256
 from letters.samples import sample_context
-from letters.service import LetterError, LetterService
+from letters.service import DeliveryInProgress, LetterError, LetterService
 from models.letters import Letter, LetterTemplateVersion, Outbox
 from models.tables import Pupil, School
 from policies import PolicyError, load_policy
@@ -152,6 +153,62 @@ def preview(
         f"{template.replace('/', '-')}-{label}.{suffix}"
     )
     _write(target, page, html)
+
+
+@app.command()
+def send(
+    template: Annotated[
+        str, typer.Argument(help="e.g. la/cme_referral or springbank/calling_card")
+    ],
+    pupil: Annotated[str, typer.Option(help="the pupil's UPN")],
+    school: Annotated[str | None, typer.Option(help="URN or policy name, if UPNs clash")] = None,
+    case: Annotated[str | None, typer.Option(help="the case ID, for its chronology")] = None,
+    as_of: Annotated[str | None, typer.Option(help="figures as of (YYYY-MM-DD)")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="template data as JSON, or @file.json; see `templates`")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option(help="the letter's key; default: one per pupil, template, day")
+    ] = None,
+) -> None:
+    """Write, store and deliver one letter, as the workflows do: for the letters staff send
+    themselves (a CME referral, a return to the LA, a calling card). The same key twice
+    sends nothing twice."""
+    if template not in SPECS:
+        _fail(f"no template {template!r}; `attend letters templates` lists them")
+    given = _data(data)
+    day = _day(as_of, "--as-of") if as_of else None
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session:
+        found = _pupil(session, pupil, school)
+    key = key or f"staff/{template}/{found.id}/{(day or date.today()).isoformat()}"
+
+    async def run():
+        service = LetterService(settings, engine)
+        try:
+            return await service.send(
+                school_id=found.school_id,
+                pupil_id=found.id,
+                template=template,
+                key=key,
+                data=given,
+                case_id=case,
+                as_of=day.isoformat() if day else None,
+            )
+        finally:
+            await service.close()
+
+    try:
+        delivered = asyncio.run(run())
+    except LetterError as error:
+        _fail(str(error))
+    except DeliveryInProgress as error:
+        _fail(f"{error}; try again in a few minutes")
+    console.print(
+        f"letter {delivered.letter_id}: {delivered.channel}, {delivered.status} "
+        f"(`attend letters show {delivered.letter_id}`)"
+    )
 
 
 @app.command()

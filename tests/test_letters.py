@@ -1474,3 +1474,52 @@ async def test_the_print_pack_command(engine, smtp, service, tmp_path):
         env=env,
     )
     assert refused.exit_code == 1 and "--as-of is a date as YYYY-MM-DD" in refused.output
+
+
+def test_staff_send_a_letter_of_their_own(engine, tmp_path):
+    """`attend letters send`: a CME referral is stored and kept for staff to submit to the
+    LA (no LA address set), a calling card is queued for the print pack; the same
+    command again sends nothing twice; a bad template or pupil is refused."""
+    school_id, pupil_id = add_family(engine)
+    with Session(engine) as session:
+        from models.tables import Pupil
+
+        upn = session.get(Pupil, pupil_id).upn
+    env = _cli_env(engine) | {
+        "ATTEND_LETTERS_DIR": str(tmp_path / "letters"),
+        "ATTEND_LETTERS_PDF_PROCESSES": "0",
+        "ATTEND_SMTP_PORT": str(free_port()),  # nothing listens: nothing here is emailed
+    }
+    runner = CliRunner()
+    referral = ["send", "la/cme_referral", "--pupil", upn, "--case", "case-7", "--as-of", AS_OF]
+    first = runner.invoke(letters_cli.app, referral, env=env)
+    assert first.exit_code == 0, first.output
+    assert ": la, ready_for_la" in first.output
+    again = runner.invoke(letters_cli.app, referral, env=env)
+    assert again.output == first.output
+    card = runner.invoke(
+        letters_cli.app,
+        ["send", "springbank/calling_card", "--pupil", upn, "--data", '{"day_of_absence": 2}'],
+        env=env,
+    )
+    assert card.exit_code == 0, card.output
+    assert ": post, queued_for_post" in card.output
+
+    cme, calling_card = sorted(rows(engine, Letter), key=lambda letter: letter.template)
+    assert (cme.template, calling_card.template) == ("la/cme_referral", "springbank/calling_card")
+    assert cme.case_id == "case-7" and calling_card.case_id is None
+    assert "Maisie" in html_to_text(cme.html) and "Child missing education" in cme.html
+    assert sorted((r.channel, r.status) for r in rows(engine, Outbox)) == [
+        ("la", "ready_for_la"),
+        ("post", "queued_for_post"),
+    ]
+    [entry] = rows(engine, ChronologyEntry, ChronologyEntry.case_id == "case-7")
+    assert "la/cme_referral" in entry.summary
+
+    for args, error in (
+        (["send", "la/no_such_letter", "--pupil", upn], "no template 'la/no_such_letter'"),
+        (["send", "la/cme_referral", "--pupil", "A000000000000"], "no pupil with UPN"),
+    ):
+        refused = runner.invoke(letters_cli.app, args, env=env)
+        assert refused.exit_code == 1 and error in refused.output
+    assert len(rows(engine, Letter)) == 2
