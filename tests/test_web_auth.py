@@ -2,13 +2,18 @@
 pages and cases, CSRF tokens missing or forged, signing in and out, and a governor never
 seeing a pupil's name.
 
-The app runs in-process (httpx's ASGI transport) against real SQLite. Steps on cases go to
-a stand-in for the Temporal client that records what it was asked: these tests are about
-what the server lets through to the workflows, which tests/test_web_browser.py drives for
-real.
+The app runs in-process (httpx's ASGI transport) against real SQLite, with its own case
+engine on the test session's Temporal server. The steps go to real workflows run by a
+real worker; the engine notes each Update the server let through before sending it on, so
+that a test can tell a step the server refused (it never reached Temporal) from one the
+workflow itself refused. Another school's cases are rows only: the server must never
+reach them.
 """
 
+import asyncio
+import html
 import re
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +23,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from argon2 import PasswordHasher
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 import web.accounts
 from letters.catalogue import spec_for
@@ -30,6 +35,7 @@ from models.tables import (
     LAReturn,
     LegalDecision,
     Pupil,
+    RegisterMark,
     School,
     StaffTask,
 )
@@ -38,9 +44,20 @@ from settings import Settings
 from tests.conftest import add_school
 from tests.registers import both, register
 from web.accounts import WebSession, add_user, start_session
+from web.actions import KIND_OF
 from web.app import create_app
 from web.deps import SESSION_COOKIE
-from web.engine import Refused
+from web.engine import CaseEngine
+from worker import build_worker
+from workflows.case import AttendanceCase, AttendanceCaseInput, ThresholdsChanged
+from workflows.episode import (
+    AbsenceEpisode,
+    AbsenceEpisodeInput,
+    EpisodeAction,
+    EpisodeDay,
+    EpisodeProcedure,
+    RegisterToday,
+)
 
 PASSWORD = "correct horse battery"
 DAY = "2026-11-24"  # the last day of every register here (a Tuesday)
@@ -141,17 +158,18 @@ def build_world(engine, settings: Settings, *, with_cases: bool = True) -> World
                     marks |= both(day, "O")
             register(session, schools[which].id, pupil, "2026-09-03", DAY, marks)
         session.commit()
+    rows = uuid.uuid4().hex[:8]  # no workflow on the test server has these IDs
     world = World(
         school=school,
         other=other,
         names=[n for _, f, s, _, _ in PUPILS.values() for n in (f, s)],
         pupil_ids=ids,
-        episode_id=f"absence-{ids['absent']}-{DAY}",
-        case_id=f"attendance-case-{ids['case']}-2026",
+        episode_id=f"absence-{ids['absent']}-{DAY}-{rows}",
+        case_id=f"attendance-case-{ids['case']}-2026-{rows}",
         decision_id=0,
         letter_id=0,
-        other_episode_id=f"absence-{ids['absent_b']}-{DAY}",
-        other_case_id=f"attendance-case-{ids['case_b']}-2026",
+        other_episode_id=f"absence-{ids['absent_b']}-{DAY}-{rows}",
+        other_case_id=f"attendance-case-{ids['case_b']}-2026-{rows}",
         other_decision_id=0,
         other_letter_id=0,
     )
@@ -277,38 +295,28 @@ def add_users(engine, world: World) -> None:
 # --------------------------------------------------------------------------- the app
 
 
-class StandInEngine:
-    """Records the Updates the server lets through; answers the status query."""
+class RecordingEngine(CaseEngine):
+    """The app's own case engine, noting each Update the server let through."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings, client) -> None:
+        super().__init__(settings, client)
         self.updates: list[tuple[str, str, Any]] = []
-        self.refuse_with: str | None = None
-
-    async def status(self, case_id: str) -> dict[str, Any] | None:
-        if case_id.startswith("absence-"):
-            return {"status": "open"}
-        return {
-            "stage": "Continued absence: Letter home",
-            "ladder_stages": {"continued_absence": "concern_letter"},
-            "paused": False,
-            "pause_reason": None,
-            "awaiting": ["meeting outcome:continued_absence"],
-            "available_actions": [
-                "pause",
-                "move_to_stage",
-                "schedule_meeting",
-                "record_meeting_outcome",
-                "record_contract",
-                "record_la_outcome",
-                "decide",
-            ],
-        }
 
     async def update(self, case_id: str, name: str, arg: Any) -> Any:
         self.updates.append((case_id, name, arg))
-        if self.refuse_with:
-            raise Refused(self.refuse_with)
-        return {"summary": f"{name} done"}
+        return await super().update(case_id, name, arg)
+
+
+@dataclass
+class Live:
+    """School A's cases run by real workflows: an absence episode on its first day, an
+    attendance case at its first letter and one waiting for the headteacher's decision."""
+
+    episode_id: str
+    case_id: str
+    decision_case_id: str
+    decision_id: int
+    decision_key: str
 
 
 @pytest.fixture
@@ -320,15 +328,89 @@ def world(engine, settings, monkeypatch) -> World:
 
 
 @pytest.fixture
-def stand_in() -> StandInEngine:
-    return StandInEngine()
+def sent(settings, temporal_env) -> RecordingEngine:
+    return RecordingEngine(settings, temporal_env.client)
 
 
 @pytest.fixture
-def app(engine, settings, stand_in):
-    app = create_app(settings, engine=engine)
-    app.state.case_engine = stand_in
+def app(engine, settings, sent):
+    app = create_app(settings, engine=engine, temporal_client=sent._client)
+    app.state.case_engine = sent
     return app
+
+
+async def _until(check, what: str) -> None:
+    for _ in range(400):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest_asyncio.fixture
+async def live(engine, settings, world, temporal_env) -> AsyncIterator[Live]:
+    client = temporal_env.client
+    queue = f"web-auth-{uuid.uuid4()}"
+    suffix = queue[-12:]
+    ids = world.pupil_ids
+    async with build_worker(client, engine=engine, task_queue=queue, settings=settings):
+        with temporal_env.with_time_skipping_disabled():
+            episode = await client.start_workflow(
+                AbsenceEpisode.run,
+                AbsenceEpisodeInput(
+                    school_id=world.school.id,
+                    pupil_id=ids["absent"],
+                    first_day=DAY,
+                    procedure=EpisodeProcedure(
+                        days=[EpisodeDay(1, [EpisodeAction("call_parents", "office", "09:30")])]
+                    ),
+                    safeguarding=True,
+                ),
+                id=f"absence-{ids['absent']}-{DAY}-{suffix}",
+                task_queue=queue,
+                start_signal="register_today",
+                start_signal_args=[RegisterToday(day=DAY, am="N", pm="N")],
+            )
+            case = await client.start_workflow(
+                AttendanceCase.run,
+                AttendanceCaseInput(world.school.id, ids["case"], 2026),
+                id=f"attendance-case-{ids['case']}-2026-{suffix}",
+                task_queue=queue,
+                start_signal="thresholds_changed",
+                start_signal_args=[ThresholdsChanged("2026-11-13", ["below_97"], ["below_97"])],
+            )
+            decision = await client.start_workflow(
+                AttendanceCase.run,
+                AttendanceCaseInput(world.school.id, ids["decision"], 2026),
+                id=f"attendance-case-{ids['decision']}-2026-{suffix}",
+                task_queue=queue,
+                start_signal="thresholds_changed",
+                start_signal_args=[
+                    ThresholdsChanged(
+                        DAY, ["penalty_notice_consideration"], ["penalty_notice_consideration"]
+                    )
+                ],
+            )
+
+        async def written() -> bool:
+            with Session(engine) as session:
+                cases = session.exec(
+                    select(CaseRecord.case_id).where(
+                        col(CaseRecord.case_id).in_([episode.id, case.id, decision.id])
+                    )
+                ).all()
+                asked = session.exec(
+                    select(LegalDecision).where(LegalDecision.case_id == decision.id)
+                ).first()
+            stage = (await case.query(AttendanceCase.status)).ladder_stages
+            return len(cases) == 3 and asked is not None and "continued_absence" in stage
+
+        await _until(written, "the cases' first steps")
+        with Session(engine) as session:
+            asked = session.exec(
+                select(LegalDecision).where(LegalDecision.case_id == decision.id)
+            ).one()
+        yield Live(episode.id, case.id, decision.id, asked.id, asked.key)
 
 
 @pytest_asyncio.fixture
@@ -457,29 +539,67 @@ async def test_every_page_for_every_role(app, engine, world, role):
                 assert name not in response.text
 
 
+# What the live cases make of each step the server lets through, taken in the order of
+# ACTION_FORMS: the parent's call closes the episode, so no visit is due; St Barnabas' first
+# rung (a letter home) has no meeting or contract; its policy has the Senior Attendance
+# Champion (or the headteacher) agree a medical pause; a stage for staff to decide may be
+# chosen by either; no penalty notice is with the LA.
+NOTHING_WAITING = "Nothing in this case is waiting for that step."
+WORKFLOW_SAYS = {
+    "record_contact": None,
+    "record_visit": "This absence episode is closed",
+    "schedule_meeting": NOTHING_WAITING,
+    "record_meeting_outcome": NOTHING_WAITING,
+    "record_contract": NOTHING_WAITING,
+    "pause": {"attendance_officer": "is agreed by the senior attendance champion"},
+    "resume": {"attendance_officer": "The case is not paused."},
+    "move_to_stage": None,
+    "record_la_outcome": "Nothing in this case is waiting for a penalty notice",
+}
+
+
+def expected_refusal(action: str, role: str) -> str | None:
+    said = WORKFLOW_SAYS[action]
+    return said.get(role) if isinstance(said, dict) else said
+
+
+def live_target(live: Live, action: str) -> str:
+    return live.episode_id if KIND_OF[action] == "absence_episode" else live.case_id
+
+
 @pytest.mark.parametrize("role", ROLES)
-async def test_every_step_for_every_role(app, engine, world, stand_in, role):
+async def test_every_step_for_every_role(app, engine, world, live, sent, role):
+    """Each step, for each role: refused by the server (403, nothing sent on) where the
+    role may not take it; otherwise sent to the workflow, which takes it (303) or refuses
+    it with its reason on the page (409). Another school's case is never reached."""
     async with await signed_in(app, engine, world, role) as client:
         page = await client.get(page_paths(world)["school"])
         token = csrf_of(page.text)
         for action, form in ACTION_FORMS.items():
-            before = len(stand_in.updates)
+            target = live_target(live, action)
+            before = len(sent.updates)
             response = await client.post(
-                f"/cases/{action_case(world, action)}/{action}", data={**form, "csrf_token": token}
+                f"/cases/{target}/{action}", data={**form, "csrf_token": token}
             )
             if role in ACTION_ROLES[action]:
-                assert response.status_code == 303, (role, action, response.text[:400])
-                case_id, name, step = stand_in.updates[-1]
-                assert (case_id, name) == (action_case(world, action), action)
+                assert len(sent.updates) == before + 1, (role, action)
+                case_id, name, step = sent.updates[-1]
+                assert (case_id, name) == (target, action)
                 assert step.by == f"A {role.replace('_', ' ').title()}"
-                episode = action in ("record_contact", "record_visit")
-                office = "office" if episode else "office_staff"
-                assert step.role == {"office": office}.get(role, role)
+                # Recorded under the policy's word for the role.
+                assert step.role == {"office": "office_staff"}.get(role, role)
+                refusal = expected_refusal(action, role)
+                if refusal is None:
+                    assert response.status_code == 303, (role, action, response.text[:400])
+                else:
+                    assert response.status_code == 409, (role, action)
+                    shown = re.search(r'role="alert"[^>]*>(.*?)</div>', response.text, re.S)
+                    assert refusal in html.unescape(shown.group(1)), (role, action)
             else:
                 assert response.status_code == 403, (role, action)
-                assert len(stand_in.updates) == before
+                assert len(sent.updates) == before
             # Another school's case: not found, and nothing reaches the workflow.
-            before = len(stand_in.updates)
+            before = len(sent.updates)
             response = await client.post(
                 f"/cases/{action_case(world, action, other=True)}/{action}",
                 data={**form, "csrf_token": token},
@@ -488,30 +608,54 @@ async def test_every_step_for_every_role(app, engine, world, stand_in, role):
             # up, and not found, before their role is weighed.)
             expected = 403 if role == "governor" else 404
             assert response.status_code == expected, (role, action, response.status_code)
-            assert len(stand_in.updates) == before
+            assert len(sent.updates) == before
+    with Session(engine) as session:
+        episode = session.get(CaseRecord, live.episode_id)
+        marks = session.exec(
+            select(RegisterMark.code).where(
+                RegisterMark.pupil_id == world.pupil_ids["absent"], RegisterMark.day == DAY
+            )
+        ).all()
+    if role in ACTION_ROLES["record_contact"]:
+        # The call went through: the N became I and the episode is closing.
+        assert sorted(marks) == ["I", "I"]
+    else:
+        assert sorted(marks) == ["N", "N"]
+        assert episode.status == "open"
 
 
 @pytest.mark.parametrize("role", ROLES)
-async def test_only_the_headteacher_decides(app, engine, world, stand_in, role):
+async def test_only_the_headteacher_decides(app, engine, world, live, sent, role):
     async with await signed_in(app, engine, world, role) as client:
         token = csrf_of((await client.get(page_paths(world)["school"])).text)
         form = {"verdict": "approve", "reason": "Support has not worked", "csrf_token": token}
         response = await client.post(
-            f"/schools/{world.school.id}/approvals/{world.decision_id}", data=form
+            f"/schools/{world.school.id}/approvals/{live.decision_id}", data=form
         )
+        with Session(engine) as session:
+            decision = session.get(LegalDecision, live.decision_id)
         if role == "headteacher":
             assert response.status_code == 303
-            case_id, name, step = stand_in.updates[-1]
-            assert (case_id, name) == (world.case_id, "decide")
+            case_id, name, step = sent.updates[-1]
+            assert (case_id, name) == (live.decision_case_id, "decide")
             assert (step.approve, step.role, step.reason) == (
                 True,
                 "headteacher",
                 "Support has not worked",
             )
-            assert step.decision_key == f"{world.case_id}/decision"
+            assert step.decision_key == live.decision_key
+            assert (decision.status, decision.decided_by) == ("approved", "A Headteacher")
+            # Decided once: the same form again is refused, and nothing is sent.
+            response = await client.post(
+                f"/schools/{world.school.id}/approvals/{live.decision_id}", data=form
+            )
+            assert response.status_code == 409
+            assert "already recorded (approved)" in response.text
+            assert len(sent.updates) == 1
         else:
             assert response.status_code == 403
-            assert stand_in.updates == []
+            assert sent.updates == []
+            assert decision.status == "awaiting"
             if role == "attendance_officer":
                 assert "Only the headteacher" in response.text
         # Another school's decision: never reached.
@@ -519,46 +663,48 @@ async def test_only_the_headteacher_decides(app, engine, world, stand_in, role):
             f"/schools/{world.other.id}/approvals/{world.other_decision_id}", data=form
         )
         assert response.status_code == (404 if role in PAGE_ROLES["approvals"] else 403)
-        assert all(update[0] != world.other_case_id for update in stand_in.updates)
+        assert all(update[0] != world.other_case_id for update in sent.updates)
 
 
-async def test_a_refusal_by_the_workflow_is_shown_with_its_reason(app, engine, world, stand_in):
-    stand_in.refuse_with = "A pause for medical is agreed by the senior attendance champion."
+async def test_a_refusal_by_the_workflow_is_shown_with_its_reason(app, engine, world, live, sent):
     async with await signed_in(app, engine, world, "attendance_officer") as client:
-        token = csrf_of((await client.get(f"/cases/{world.case_id}")).text)
+        token = csrf_of((await client.get(f"/cases/{live.case_id}")).text)
+        # St Barnabas' policy has the Senior Attendance Champion agree a medical pause.
         response = await client.post(
-            f"/cases/{world.case_id}/pause",
+            f"/cases/{live.case_id}/pause",
             data={"reason": "medical", "note": "", "csrf_token": token},
         )
         assert response.status_code == 409
+        assert len(sent.updates) == 1  # it reached the workflow, which refused it
         assert "agreed by the senior attendance champion" in response.text
+        status = await (await sent.client()).get_workflow_handle(live.case_id).query("status")
+        assert status["paused"] is False
         # A form the server cannot read is refused before it reaches the workflow.
-        before = len(stand_in.updates)
         response = await client.post(
-            f"/cases/{world.case_id}/schedule_meeting",
+            f"/cases/{live.case_id}/schedule_meeting",
             data={"day": "next tuesday", "time": "15:30", "with_whom": "x", "csrf_token": token},
         )
         assert response.status_code == 422
         assert "is not a date" in response.text
-        assert len(stand_in.updates) == before
         # A step for the other kind of case is refused too.
         response = await client.post(
-            f"/cases/{world.case_id}/record_visit",
+            f"/cases/{live.case_id}/record_visit",
             data={"outcome": "child_seen", "csrf_token": token},
         )
         assert response.status_code == 409
-        assert len(stand_in.updates) == before
+        assert "does not apply to this kind of case" in response.text
+        assert len(sent.updates) == 1
 
 
-async def test_csrf_token_missing_forged_or_from_another_session(app, engine, world, stand_in):
+async def test_csrf_token_missing_forged_or_from_another_session(app, engine, world, live, sent):
     office = await signed_in(app, engine, world, "office")
     head = await signed_in(app, engine, world, "headteacher")
     async with office, head:
-        office_token = csrf_of((await office.get(f"/cases/{world.episode_id}")).text)
-        head_token = csrf_of((await head.get(f"/cases/{world.case_id}")).text)
+        office_token = csrf_of((await office.get(f"/cases/{live.episode_id}")).text)
+        head_token = csrf_of((await head.get(f"/cases/{live.case_id}")).text)
         contact = ACTION_FORMS["record_contact"]
-        step = f"/cases/{world.episode_id}/record_contact"
-        decide = f"/schools/{world.school.id}/approvals/{world.decision_id}"
+        step = f"/cases/{live.episode_id}/record_contact"
+        decide = f"/schools/{world.school.id}/approvals/{live.decision_id}"
         verdict = {"verdict": "approve", "reason": "r"}
         for client, path, form in (
             (office, step, contact),
@@ -575,11 +721,13 @@ async def test_csrf_token_missing_forged_or_from_another_session(app, engine, wo
         # A JSON body or a header with the wrong token fares no better.
         response = await office.post(step, json=contact, headers={"x-csrf-token": "nope"})
         assert response.status_code == 403
-        assert stand_in.updates == []
+        assert sent.updates == []
+        with Session(engine) as session:
+            assert session.get(LegalDecision, live.decision_id).status == "awaiting"
         # With the right token the same step goes through.
         response = await office.post(step, data={**contact, "csrf_token": office_token})
         assert response.status_code == 303
-        assert len(stand_in.updates) == 1
+        assert len(sent.updates) == 1
 
 
 async def test_sign_in_and_out(anonymous, engine, world):
@@ -754,7 +902,7 @@ async def test_urls_hold_ids_only_and_pages_are_not_stored(app, engine, world):
                 assert "@" not in url, (page, url)
 
 
-async def test_pages_show_the_schools_own_pupils(app, engine, world):
+async def test_pages_show_the_schools_own_pupils(app, engine, world, live):
     async with await signed_in(app, engine, world, "headteacher") as client:
         today = (await client.get(page_paths(world)["today"])).text
         assert "Amelia" in today and "Thornbury" in today  # N today, and a call due
@@ -766,8 +914,10 @@ async def test_pages_show_the_schools_own_pupils(app, engine, world):
         assert "Barnaby" in filtered.text and "Amelia" not in filtered.text
         approvals = (await client.get(page_paths(world)["approvals"])).text
         assert "Request a penalty notice from the LA" in approvals
-        case = (await client.get(page_paths(world)["case"])).text
-        assert "Record the meeting" in case  # the steps the workflow offers
+        case = (await client.get(f"/cases/{live.case_id}")).text
+        # The steps the workflow offers at a letter home, and no others.
+        assert "Pause the case" in case and "Move the case to a stage" in case
+        assert "Arrange the meeting" not in case and "Record the meeting" not in case
         assert world.other_case_id not in case
         school = (await client.get(page_paths(world)["school"])).text
         assert "Cohorts compared" in school and "Free school meals" in school

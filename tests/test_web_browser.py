@@ -23,6 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from sqlmodel import Session, select
 
 from database import make_engine
+from models.letters import Letter
 from models.tables import LegalDecision, MarkAmendment, PenaltyNotice, RegisterMark, School
 from settings import Settings
 from tests.conftest import add_school
@@ -165,6 +166,7 @@ async def site(tmp_path_factory, temporal_env, mailbox) -> AsyncIterator[Site]:
                 AbsenceEpisodeInput(
                     school_id=school.id,
                     pupil_id=pupils["absent"],
+                    first_day=DAY,
                     procedure=EpisodeProcedure(
                         days=[EpisodeDay(1, [EpisodeAction("call_parents", "office", "09:30")])]
                     ),
@@ -343,7 +345,8 @@ async def test_office_records_a_first_day_call_and_the_register_changes(browser,
         amendment = session.exec(
             select(MarkAmendment).where(MarkAmendment.pupil_id == site.pupils["absent"])
         ).first()
-        assert (amendment.amended_by, amendment.amended_role) == ("Olive Office", "office")
+        # Recorded under the policy's word for the office's role.
+        assert (amendment.amended_by, amendment.amended_role) == ("Olive Office", "office_staff")
     # The episode closed: nothing more can be recorded on it.
     await page.reload()
     await expect(page.locator("form#record_contact")).to_have_count(0)
@@ -382,7 +385,18 @@ async def test_officer_records_a_meeting_outcome_and_the_case_moves_on(browser, 
     await expect(stage).to_contain_text("Personalised support plan or attendance contract")
     await expect(page.locator("form#record_contract")).to_be_visible()
     await expect(page.locator("ol.chronology")).to_contain_text("did not attend the meeting")
-    await expect(page.locator("ul.letters a")).to_have_count(1)  # the letter home
+    # St Barnabas' sends a letter at each rung: the letter home, the invitation to the
+    # meeting, and now the support plan's.
+    await expect(page.locator("ul.letters a")).to_have_count(3)
+    with Session(site.engine) as session:
+        sent = session.exec(
+            select(Letter.template).where(Letter.case_id == site.meeting_case_id)
+        ).all()
+    assert sorted(sent) == [
+        "st_barnabas/below_97",
+        "st_barnabas/sac_meeting",
+        "st_barnabas/support_plan",
+    ]
     await screenshot(page, "case")
 
     # The letter opens as a PDF.

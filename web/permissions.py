@@ -47,14 +47,12 @@ HOME: dict[str, str] = {
     LA: "caseload",
 }
 
-# The role a step is recorded under in each workflow, in that workflow's words.
-WORKFLOW_ROLE: dict[str, dict[str, str]] = {
-    "absence_episode": {OFFICE: "office", OFFICER: "attendance_officer", HEAD: "headteacher"},
-    "attendance_case": {
-        OFFICE: "office_staff",
-        OFFICER: "attendance_officer",
-        HEAD: "headteacher",
-    },
+# The role a step is recorded under, in the policy's words (models.policy.Role), which
+# both workflows check.
+WORKFLOW_ROLE: dict[str, str] = {
+    OFFICE: "office_staff",
+    OFFICER: "attendance_officer",
+    HEAD: "headteacher",
 }
 
 REFUSALS: dict[str, str] = {
@@ -74,5 +72,5 @@ def refusal(action: str) -> str:
     return REFUSALS.get(action, "Your role may not take this step.")
 
 
-def workflow_role(kind: str, role: str) -> str:
-    return WORKFLOW_ROLE.get(kind, {}).get(role, role)
+def workflow_role(role: str) -> str:
+    return WORKFLOW_ROLE.get(role, role)

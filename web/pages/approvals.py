@@ -106,7 +106,7 @@ async def decide_step(
         problem = f"This decision was already recorded ({decision.status})."
     else:
         policy = await run_in_threadpool(load_policy, school.policy)
-        actor = Actor(user.name, workflow_role("attendance_case", user.role))
+        actor = Actor(user.name, workflow_role(user.role))
         try:
             step = decide(form, actor, policy, decision.key)
             await request.app.state.case_engine.update(decision.case_id, "decide", step)

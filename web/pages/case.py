@@ -159,7 +159,7 @@ async def take_step(request: Request, case_id: str, action: str, user: CurrentUs
             status_code=409,
         )
     policy = await run_in_threadpool(load_policy, school.policy)
-    actor = Actor(user.name, workflow_role(record.kind, user.role))
+    actor = Actor(user.name, workflow_role(user.role))
     try:
         step = BUILDERS[action](form, actor, policy)
         result = await request.app.state.case_engine.update(case_id, action, step)
