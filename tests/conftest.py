@@ -6,9 +6,11 @@ Thu 3 Sep - Fri 23 Oct, Autumn 2 Mon 2 Nov - Fri 18 Dec with an INSET day on Fri
 Spring 1 starts Tue 5 Jan 2027; 2025/26 is there too, for windows that span years.
 """
 
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -126,3 +128,34 @@ def settings(tmp_path, mailbox) -> Settings:
         smtp_starttls=False,
         letters_pdf_processes=0,
     )
+
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+
+
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--record-histories",
+        action="store_true",
+        help="write the histories of the workflows the tests mark to tests/histories/, "
+        "for the replay test (tests/test_replay.py)",
+    )
+
+
+@pytest.fixture
+def keep_history(request):
+    """`await keep_history(handle, name)`: with --record-histories, write the workflow's
+    history to tests/histories/<name>.json, where the replay test finds it; otherwise
+    nothing. Record again only on purpose: the point of the files is that they were made
+    by the code of an earlier day."""
+    record = request.config.getoption("--record-histories")
+
+    async def keep(handle, name: str) -> None:
+        if record:
+            history = await handle.fetch_history()
+            HISTORIES.mkdir(exist_ok=True)
+            # The workflow ID goes with it: a workflow's keys for its steps are built on it.
+            kept = {"workflowId": history.workflow_id, "history": history.to_json_dict()}
+            (HISTORIES / f"{name}.json").write_text(json.dumps(kept, indent=1))
+
+    return keep

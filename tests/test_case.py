@@ -94,7 +94,7 @@ def st_barnabas_pupil(engine, school):
 
 
 async def test_st_barnabas_up_every_rung_and_back_down(
-    temporal_env, engine, settings, school, st_barnabas_pupil, task_queue
+    temporal_env, engine, settings, school, st_barnabas_pupil, task_queue, keep_history
 ):
     pupil = st_barnabas_pupil
     case_id = f"attendance-case-{pupil.id}-2026-{task_queue}"
@@ -273,6 +273,7 @@ async def test_st_barnabas_up_every_rung_and_back_down(
         record = session.get(CaseRecord, case_id)
         assert record.status == "closed"
         assert session.exec(select(StaffTask).where(StaffTask.status == "open")).all() == []
+    await keep_history(handle, "case-st-barnabas-up-and-down")
 
 
 def school_pupil(engine, policy: str, absent: dict, *, first="2026-09-03", flags=None):
@@ -318,7 +319,7 @@ def letters_sent(engine) -> list[str]:
 
 
 async def test_springbank_up_every_rung_declined_and_back_down(
-    temporal_env, engine, settings, task_queue
+    temporal_env, engine, settings, task_queue, keep_history
 ):
     # Ill (I) on Mon-Tue 7-8, Mon 14, Mon-Tue 21-22 and Mon-Tue 28-29 September; present
     # every other session of the year.
@@ -441,10 +442,11 @@ async def test_springbank_up_every_rung_declined_and_back_down(
         )
         assert "school nurse" in decision.reason
         assert session.exec(select(LAReturn)).all() == []
+    await keep_history(handle, "case-springbank-declined")
 
 
 async def test_sevenoaks_meeting_outcome_never_recorded_and_lateness(
-    temporal_env, engine, settings, task_queue
+    temporal_env, engine, settings, task_queue, keep_history
 ):
     # Ill on Mon-Tue 7-8 September; late (L) on Mon 28, Tue 29 Sep and Thu 1 Oct.
     absent = both("2026-09-07", "I") | both("2026-09-08", "I")
@@ -550,10 +552,11 @@ async def test_sevenoaks_meeting_outcome_never_recorded_and_lateness(
         "(over half_term_below_90)",
         "Pastoral support (§3.11, §7.3): off the ladder (back above the line)",
     ]
+    await keep_history(handle, "case-sevenoaks-meeting-missing")
 
 
 async def test_third_penalty_notice_in_three_years_is_a_prosecution_referral(
-    temporal_env, engine, settings, school, task_queue
+    temporal_env, engine, settings, school, task_queue, keep_history
 ):
     # O (unauthorised) both sessions of Mon-Fri 5-9 October: 10 sessions in 10 school weeks.
     absent = {}
@@ -637,6 +640,7 @@ async def test_third_penalty_notice_in_three_years_is_a_prosecution_referral(
         "la/legal_referral",
         "la/penalty_notice_request",
     ]
+    await keep_history(handle, "case-third-penalty-notice")
 
 
 async def test_out_of_order_and_wrong_role_steps_are_refused_and_change_nothing(
@@ -742,7 +746,7 @@ async def decide_all(handle: WorkflowHandle, reason: str, by: str, role: str) ->
 
 
 async def test_all_saints_monitoring_up_every_rung_and_back_down(
-    temporal_env, engine, settings, task_queue
+    temporal_env, engine, settings, task_queue, keep_history
 ):
     # Ill (I) all day Mon 28 - Wed 30 Sep, Mon 19 Oct, Mon 7 and Mon 14 Dec; ill in the
     # morning of Mon 2, 9, 16 (all day), 23 and 30 Nov and Mon 11 Jan; present otherwise.
@@ -916,3 +920,4 @@ async def test_all_saints_monitoring_up_every_rung_and_back_down(
         "all_saints/positive",
         "all_saints/targets_met",
     ]
+    await keep_history(handle, "case-all-saints-monitoring")

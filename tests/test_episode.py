@@ -313,7 +313,7 @@ async def test_first_day_tasks_are_due_at_the_policys_times_and_return_closes(
 
 
 async def test_contact_made_amends_the_register_and_closes_the_episode(
-    temporal_env, engine, school, task_queue
+    temporal_env, engine, school, task_queue, keep_history
 ):
     pupil = new_pupil(engine, school, absent_days=3)
     async with build_worker(temporal_env.client, engine=engine, task_queue=task_queue):
@@ -421,6 +421,7 @@ async def test_contact_made_amends_the_register_and_closes_the_episode(
             ),
             ("closed", f"Episode closed: {reason}"),
         ]
+    await keep_history(handle, "episode-contact-made")
 
 
 async def test_a_closed_episode_refuses_further_steps(temporal_env, engine, school, task_queue):
@@ -460,7 +461,7 @@ async def test_a_closed_episode_refuses_further_steps(temporal_env, engine, scho
 
 
 async def test_springbank_refers_to_missing_persons_on_day_3_and_searches_from_day_4(
-    temporal_env, engine, make_school, task_queue
+    temporal_env, engine, make_school, task_queue, keep_history
 ):
     springbank = make_school("springbank")
     pupil = new_pupil(engine, springbank, absent_days=5)
@@ -513,6 +514,7 @@ async def test_springbank_refers_to_missing_persons_on_day_3_and_searches_from_d
         assert [s for k, s in history(session) if k == "visit"] == [
             "Home visit: no answer, calling card left"
         ]
+    await keep_history(handle, "episode-springbank-missing")
 
 
 async def test_st_barnabas_refers_to_the_la_on_the_tenth_day_once(
@@ -550,7 +552,7 @@ async def test_st_barnabas_refers_to_the_la_on_the_tenth_day_once(
 
 
 async def test_a_pupil_with_a_social_worker_takes_the_shortened_path(
-    temporal_env, engine, school, task_queue
+    temporal_env, engine, school, task_queue, keep_history
 ):
     pupil = new_pupil(engine, school, absent_days=4, social_worker=True)
     async with build_worker(temporal_env.client, engine=engine, task_queue=task_queue):
@@ -609,3 +611,4 @@ async def test_a_pupil_with_a_social_worker_takes_the_shortened_path(
         ]
         assert ("visit", "Home visit: child not seen. curtains drawn") in entries
         assert entries[-1] == ("closed", "Episode closed: back in school on 2026-11-20")
+    await keep_history(handle, "episode-social-worker")
