@@ -921,3 +921,137 @@ async def test_all_saints_monitoring_up_every_rung_and_back_down(
         "all_saints/targets_met",
     ]
     await keep_history(handle, "case-all-saints-monitoring")
+
+
+async def test_all_saints_appendix_1_stages_at_the_five_review_points(
+    temporal_env, engine, settings, task_queue, keep_history
+):
+    # Unauthorised (O) on the mornings of Mon 21 and Tue 22 Sep, so the "b" letters; ill
+    # (I) one morning now and then: three in September and October, four in November and
+    # December, five in January, six from February to March; present otherwise.
+    absent = {("2026-09-21", "AM"): "O", ("2026-09-22", "AM"): "O"}
+    for day in [
+        "2026-09-28",
+        "2026-10-05",
+        "2026-10-12",
+        "2026-10-19",
+        "2026-11-02",
+        "2026-11-16",
+        "2026-11-30",
+        "2026-12-07",
+        "2026-12-14",
+        "2027-01-11",
+        "2027-01-18",
+        "2027-01-25",
+        "2027-01-26",
+        "2027-02-08",
+        "2027-02-22",
+        "2027-03-01",
+        "2027-03-08",
+        "2027-03-15",
+        "2027-03-22",
+    ]:
+        absent[day, "AM"] = "I"
+    school, pupil = school_pupil(engine, "all-saints", absent)
+    ladder = "stages"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Mon 21 Sep: 25 of 26 sessions (96.15%), the first unauthorised absence.
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged(
+                "2026-09-21", ["any_unauthorised_absence"], ["any_unauthorised_absence"]
+            ),
+        )
+        # Tue 22 Sep: 26 of 28 (92.86%): below 95%, Stage 1, reviewed at the October point.
+        await temporal_env.fast_forward(handle, timedelta(days=1))
+        lines = ["at_or_below_96", "below_96", "below_95"]
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-09-22", lines + ["any_unauthorised_absence"], lines),
+        )
+        await until_stage(handle, ladder, "stage_1")
+        assert "review on 2026-10-01:stages" in (await handle.query(AttendanceCase.status)).awaiting
+        # Thu 1 Oct: 14 of 16 since 22 Sep (87.5%), below the 96.15% before: Stage 2 and
+        # the attendance lead's meeting; next review point 1 December.
+        await temporal_env.fast_forward(handle, timedelta(days=9))
+        await until_stage(handle, ladder, "stage_2")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-10-06T15:30", "parents", "Mr D. Fenwick", "attendance_officer", ladder=ladder
+            ),
+        )
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(
+                attended=True,
+                by="Mr D. Fenwick",
+                role="attendance_officer",
+                targets="96% by the December review",
+                ladder=ladder,
+            ),
+        )
+        # Tue 1 Dec: 70 of 76 since 1 Oct (92.1%), below 92.5% on 30 Sep: Stage 3.
+        await temporal_env.fast_forward(handle, timedelta(days=61))
+        await until_stage(handle, ladder, "stage_3")
+        # Mon 1 Feb: 62 of 68 since 1 Dec (91.2%), below 92.11% on 30 Nov: Stage 4, the
+        # formal warning, sent once the headteacher countersigns it.
+        await temporal_env.fast_forward(handle, timedelta(days=62))
+        await until_stage(handle, ladder, "stage_4")
+        assert "all_saints/stage_4_formal_warning" not in letters_sent(engine)
+        await decide_all(
+            handle, "Targets missed at two review points", "Louise de Graaff", "headteacher"
+        )
+        await settled(handle)
+        # Thu 1 Apr: 62 of 68 since 1 Feb (91.2%), below 91.67% on 29 Jan: Stage 5, the
+        # referral for legal proceedings, which the officer may not sign.
+        await temporal_env.fast_forward(handle, timedelta(days=59))
+        await until_stage(handle, ladder, "stage_5")
+        status = await handle.query(AttendanceCase.status)
+        key = next(a for a in status.awaiting if a.startswith("decision:"))[9:]
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(
+                AttendanceCase.decide,
+                DecisionInput(key, True, "Refer", "Mr D. Fenwick", "attendance_officer"),
+            )
+        assert "only the headteacher may decide" in str(refused.value.cause)
+        await decide_all(
+            handle, "No improvement at four review points", "Louise de Graaff", "headteacher"
+        )
+        await settled(handle)
+
+    name = "Attendance stages (Appendix 1): "
+    assert [s.removeprefix(name) for s in chronology(engine, "stage") if s.startswith(name)] == [
+        "Stage 1: attendance is causing concern (over below_95)",
+        "Stage 2: meeting with the attendance lead, target set "
+        "(no improvement (87.5% since 2026-09-22))",
+        "Stage 3: EWO referral, meeting with the headteacher "
+        "(no improvement (92.1% since 2026-10-01))",
+        "Stage 4: formal warning (no improvement (91.2% since 2026-12-01))",
+        "Stage 5: referral to the LA for legal proceedings "
+        "(no improvement (91.2% since 2027-02-01))",
+    ]
+    with Session(engine) as session:
+        decisions = session.exec(select(LegalDecision).order_by(LegalDecision.id)).all()
+        assert [(d.kind, d.status, d.decided_by) for d in decisions] == [
+            ("formal_warning", "approved", "Louise de Graaff"),
+            ("prosecution_referral", "approved", "Louise de Graaff"),
+        ]
+        returns = session.exec(select(LAReturn).where(LAReturn.pupil_id == pupil.id)).all()
+        assert "prosecution_referral" in [r.kind for r in returns]
+    # The "b" letters at Stages 1-3, the formal warning once countersigned, and the
+    # referral to the LA with its evidence pack.
+    assert letters_sent(engine) == [
+        "all_saints/below_96",
+        "all_saints/stage_1b",
+        "all_saints/stage_2b",
+        "all_saints/stage_3b",
+        "all_saints/stage_4_formal_warning",
+        "la/legal_referral",
+    ]
+    await keep_history(handle, "case-all-saints-appendix-1")

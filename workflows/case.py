@@ -917,6 +917,12 @@ class AttendanceCase:
                     ReturnToRaise(self._key(stage.legal_step), stage.legal_step, today, stage.name)
                 ]
             )
+            # The referral goes to the LA with the evidence pack bound in. Cases that made
+            # their referral before this letter existed replay without it.
+            if stage.legal_step == "prosecution_referral" and workflow.patched(
+                "legal-referral-letter"
+            ):
+                await self._letter("la/legal_referral", ladder, stage, {"reason": stage.name})
         await self._send_stage_letters(ladder, stage)
 
     @workflow.update
