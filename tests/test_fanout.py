@@ -54,13 +54,19 @@ def pupils(engine, school):
         return {name: pupil.id for name, pupil in made.items()}
 
 
-async def sweep(client: Client, school_id: int, day: str, run: str, tq: str) -> RegisterCloseResult:
-    return await client.execute_workflow(
+async def sweep(
+    client: Client, school_id: int, day: str, run: str, tq: str, keep_history=None
+) -> RegisterCloseResult:
+    handle = await client.start_workflow(
         RegisterCloseSweep.run,
         RegisterCloseInput(school_id=school_id, as_of=day),
         id=f"sweep-{run}-{tq}",
         task_queue=tq,
     )
+    result = await handle.result()
+    if keep_history:
+        await keep_history(handle, f"sweep-{run}")
+    return result
 
 
 async def eventually(check, what: str):
@@ -84,7 +90,7 @@ async def workflow_ids(client: Client, task_queue: str) -> dict[str, str]:
 
 
 async def test_sweep_starts_cases_and_episodes_once(
-    temporal_env, engine, settings, school, pupils, task_queue
+    temporal_env, engine, settings, school, pupils, task_queue, keep_history
 ):
     client = temporal_env.client
     ids = pupils
@@ -112,7 +118,7 @@ async def test_sweep_starts_cases_and_episodes_once(
                 episode = client.get_workflow_handle(f"absence-{ids[name]}-{TUE}")
                 await eventually(lambda e=episode: _case_record(engine, e.id, "open"), name)
 
-            wednesday = await sweep(client, school.id, WED, "wed", task_queue)
+            wednesday = await sweep(client, school.id, WED, "wed", task_queue, keep_history)
             fanned = wednesday.fan_out
             assert (fanned.cases_started, fanned.cases_signalled) == (1, 0)  # absent: below 97%
             assert fanned.episodes_started == 1  # new (unmarked has no register, no episode)
