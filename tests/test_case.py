@@ -1055,3 +1055,58 @@ async def test_all_saints_appendix_1_stages_at_the_five_review_points(
         "la/legal_referral",
     ]
     await keep_history(handle, "case-all-saints-appendix-1")
+
+
+async def test_a_long_case_continues_as_new_and_keeps_its_state(
+    temporal_env, engine, settings, school, st_barnabas_pupil, task_queue
+):
+    """A case's history is cut short by continue-as-new (here after 40 events, so that a
+    short walk takes more than one run): the stage, its review date, the awaited meeting and the
+    step keys carry over, and nothing is written twice."""
+    pupil = st_barnabas_pupil
+    ladder = "continued_absence"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        with temporal_env.with_time_skipping_disabled():
+            handle = await temporal_env.client.start_workflow(
+                AttendanceCase.run,
+                AttendanceCaseInput(school.id, pupil.id, 2026, continue_after_events=40),
+                id=f"attendance-case-{pupil.id}-2026-{task_queue}",
+                task_queue=task_queue,
+                start_signal="thresholds_changed",
+                start_signal_args=[ThresholdsChanged("2026-11-13", ["below_97"], ["below_97"])],
+            )
+        first_run = (await handle.describe()).run_id
+        await until_stage(handle, ladder, "concern_letter")
+        # As in the walk above: no improvement by Fri 11 Dec, the SAC's meeting.
+        await temporal_env.fast_forward(handle, timedelta(days=28))
+        await until_stage(handle, ladder, "sac_meeting")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-12-15T15:30", "both parents", "Mrs Duncombe", "senior_attendance_champion"
+            ),
+        )
+        await temporal_env.fast_forward(handle, timedelta(days=2))
+        await settled(handle)
+        runs = [w async for w in temporal_env.client.list_workflows(f"WorkflowId = '{handle.id}'")]
+        status = await handle.query(AttendanceCase.status)
+        assert len(runs) >= 2 and (await handle.describe()).run_id != first_run
+        assert status.ladder_stages[ladder] == "sac_meeting"
+        assert "record_meeting_outcome" in status.available_actions
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(
+                attended=True,
+                by="Mrs Duncombe",
+                role="senior_attendance_champion",
+                targets="Every day on time",
+            ),
+        )
+    assert chronology(engine, "stage") == [
+        "If absence continues: Letter home (over below_97)",
+        "If absence continues: Meeting with the Senior Attendance Champion "
+        "(no improvement (95.2% since 2026-11-13))",
+    ]
+    assert letters_sent(engine) == ["st_barnabas/below_97", "st_barnabas/sac_meeting"]
