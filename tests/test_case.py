@@ -70,6 +70,17 @@ async def until_stage(handle: WorkflowHandle, ladder: str, stage: str | None) ->
     raise AssertionError(f"{ladder} is at {status.ladder_stages.get(ladder)}, not {stage}")
 
 
+async def told(handle: WorkflowHandle, holding: list[str]) -> None:
+    """Wait until the case has taken a sweep's signal (it holds what the signal said) and
+    written what it does about it."""
+    for _ in range(200):
+        if (await handle.query(AttendanceCase.status)).holding == holding:
+            await settled(handle)
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the case never took the signal holding {holding}")
+
+
 async def settled(handle: WorkflowHandle) -> None:
     """Wait until the case has written what its last step does (no activity in flight)."""
     for _ in range(200):
@@ -822,7 +833,7 @@ async def test_all_saints_monitoring_up_every_rung_and_back_down(
             AttendanceCase.thresholds_changed,
             ThresholdsChanged("2026-10-19", holding, ["below_90", "persistent_absence"]),
         )
-        await settled(handle)
+        await told(handle, holding)
         assert (await handle.query(AttendanceCase.status)).ladder_stages[ladder] == (
             "targets_meeting"
         )
@@ -1110,3 +1121,71 @@ async def test_a_long_case_continues_as_new_and_keeps_its_state(
         "(no improvement (95.2% since 2026-11-13))",
     ]
     assert letters_sent(engine) == ["st_barnabas/below_97", "st_barnabas/sac_meeting"]
+
+
+async def test_attendance_and_sickness_returns_are_raised_for_the_la(
+    temporal_env, engine, settings, task_queue
+):
+    # Unauthorised (O) all day for two school weeks, Mon 14 - Fri 25 Sep; ill (I) all day on
+    # 15 school days, Mon 2 - Mon 23 Nov (Fri 6 Nov is an INSET day); present otherwise.
+    absent = {}
+    for day in ["2026-09-14", "2026-09-15", "2026-09-16", "2026-09-17", "2026-09-18"]:
+        absent |= both(day, "O") | both(f"2026-09-{int(day[-2:]) + 7}", "O")
+    for first in ("2026-11-02", "2026-11-09", "2026-11-16"):
+        start = date.fromisoformat(first)
+        for n in range(5):
+            if (day := start + timedelta(days=n)).isoformat() != "2026-11-06":
+                absent |= both(day.isoformat(), "I")
+    absent |= both("2026-11-23", "I")
+    school, pupil = school_pupil(engine, "st-barnabas", absent)
+    pa, pn = "persistent_absence", "penalty_notice_consideration"
+    # What each day's sweep finds (worked out from the register: the run of unauthorised
+    # days reaches 10 on Fri 25 Sep; the 15th day of illness is Mon 23 Nov).
+    days = [
+        ("2026-09-16", ["below_97", pa], [pa], []),
+        ("2026-09-18", ["below_97", pn, pa], [pn], []),
+        ("2026-09-22", ["below_97", pn, pa, "severe_absence"], ["severe_absence"], []),
+        (
+            "2026-09-25",
+            ["below_97", pn, "attendance_return", pa, "severe_absence"],
+            ["attendance_return"],
+            [],
+        ),
+        ("2026-09-28", ["below_97", pn, pa, "severe_absence"], [], ["attendance_return"]),
+        ("2026-10-01", ["below_97", pn, pa], [], ["severe_absence"]),
+        ("2026-11-23", ["below_97", pn, "sickness_return", pa], ["sickness_return"], []),
+    ]
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Mon 14 Sep: 14 of 16 sessions, 87.5%.
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged("2026-09-14", ["below_97"], ["below_97"]),
+        )
+        today = date(2026, 9, 14)
+        for day, holding, crossed, cleared in days:
+            await temporal_env.fast_forward(handle, date.fromisoformat(day) - today)
+            today = date.fromisoformat(day)
+            await handle.signal(
+                AttendanceCase.thresholds_changed,
+                ThresholdsChanged(day, holding, crossed, cleared),
+            )
+            await told(handle, holding)
+    with Session(engine) as session:
+        returns = session.exec(
+            select(LAReturn)
+            .where(LAReturn.kind.in_(["attendance_return", "sickness_return"]))
+            .order_by(LAReturn.id)
+        ).all()
+        assert [(r.kind, str(r.raised_on), r.status, r.pupil_id) for r in returns] == [
+            ("attendance_return", "2026-09-25", "due", pupil.id),
+            ("sickness_return", "2026-11-23", "due", pupil.id),
+        ]
+    assert chronology(engine, "return") == [
+        "Attendance return to the LA: 10 continuous school days unauthorised",
+        "Sickness return to the LA: 15 school days of illness",
+    ]

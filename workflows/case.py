@@ -1102,7 +1102,7 @@ class AttendanceCase:
     ) -> ChronologyNote:
         return ChronologyNote(
             self._key(kind),
-            self.state.as_of or self._today(),
+            self._today(),
             kind,
             summary,
             actor,
