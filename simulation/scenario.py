@@ -149,7 +149,17 @@ def _construct_list(loader: _Loader, node: yaml.SequenceNode):
     data.extend(loader.construct_object(item, deep=True) for item in node.value)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode):
+    """A date as YAML reads it; one that is no real day (2026-09-31) stays text, for the
+    parser to refuse with its line."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_list)
 
 
