@@ -26,6 +26,7 @@ from argon2 import PasswordHasher
 from sqlmodel import Session, col, select
 
 import web.accounts
+import web.queries
 from letters.catalogue import spec_for
 from letters.service import LetterService
 from models.tables import (
@@ -924,3 +925,23 @@ async def test_pages_show_the_schools_own_pupils(app, engine, world, live):
         for text in (today, caseload, approvals, case, school):
             for name in ("Zachary", "Yolanda"):
                 assert name not in text
+
+
+def test_today_lists_an_absence_once_its_register_has_closed(engine, world):
+    """On the day itself, an N is unexplained only after the register closes: St Barnabas'
+    closes at 09:00 in the morning and 13:10 in the afternoon (GMT in November)."""
+    with Session(engine, expire_on_commit=False) as session:
+        school = session.get(School, world.school.id)
+        seen = {}
+        for at in ("08:59", "09:00", "13:09", "13:10"):
+            now = datetime.fromisoformat(f"{DAY}T{at}+00:00")
+            ctx = web.queries.school_context(session, school, now=now)
+            assert ctx.today == ctx.as_of == date.fromisoformat(DAY)
+            page = web.queries.today_page(session, ctx, now=now)
+            seen[at] = [(a.pupil.forename, a.sessions) for a in page.absences]
+    assert seen == {
+        "08:59": [],
+        "09:00": [("Amelia", ["AM"])],
+        "13:09": [("Amelia", ["AM"])],
+        "13:10": [("Amelia", ["AM", "PM"])],
+    }

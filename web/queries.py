@@ -23,7 +23,7 @@ from models.calendar import SchoolCalendar, academic_year_of, load_calendar, wee
 from models.codes import NATIONAL_CODES
 from models.figures import PupilFigures
 from models.letters import Letter, Outbox
-from models.policy import SchoolPolicy
+from models.policy import SchoolPolicy, minutes
 from models.tables import (
     CaseRecord,
     ChronologyEntry,
@@ -230,6 +230,7 @@ class EpisodeLine:
 class TodayPage:
     day: date  # the register shown: today's, or the last one taken
     closes: dict[str, str]  # register close times
+    closed: list[str]  # the sessions of `day` whose register has closed (AM, PM)
     absences: list[AbsenceLine]
     calls: list[TaskLine]
     visits: list[TaskLine]
@@ -270,9 +271,22 @@ def today_page(session: Session, ctx: SchoolContext, now: datetime | None = None
         .join(Pupil, Pupil.id == RegisterMark.pupil_id)
         .where(Pupil.school_id == school_id, RegisterMark.day == day, RegisterMark.code == "N")
     ).all()
+    # An N is unexplained once its register has closed: before then the office is still
+    # taking the register, and today's sessions not yet closed are left out.
+    register = ctx.policy.register
+    closed = {"AM", "PM"}
+    if day == ctx.today:
+        local = now.astimezone(ctx.zone)
+        at = local.hour * 60 + local.minute
+        closed = {
+            half
+            for half, times in (("AM", register.am), ("PM", register.pm))
+            if at >= minutes(times.closes)
+        }
     sessions: dict[int, list[str]] = defaultdict(list)
     for pupil_id, half in marks:
-        sessions[pupil_id].append(str(half))
+        if str(half) in closed:
+            sessions[pupil_id].append(str(half))
     end_of_day = datetime.combine(ctx.today + timedelta(days=1), clock(0), ctx.zone)
     tasks = session.exec(
         select(StaffTask)
@@ -322,9 +336,9 @@ def today_page(session: Session, ctx: SchoolContext, now: datetime | None = None
         if pupil and days and referral and days >= referral[0] - REFERRAL_WARNING_DAYS:
             approaching.append(EpisodeLine(record, pupil, days, referral[0], referral[1]))
     approaching.sort(key=lambda e: e.referral_day - e.day)
-    register = ctx.policy.register
     return TodayPage(
         day=day,
+        closed=sorted(closed),
         closes={"AM": register.am.closes, "PM": register.pm.closes},
         absences=absences,
         calls=calls,
