@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from policies import PolicyError
 from simulation.run import ChronologyRow, SimulationStopped, simulate
@@ -63,20 +64,25 @@ def simulate_command(
     if as_json:
         print(json.dumps([asdict(row) for row in rows], indent=1))
     else:
-        print_chronology(loaded.source, rows)
+        print_chronology(loaded.source, loaded.description, rows)
     if stopped:
         typer.echo(f"{loaded.source}: stopped at {stopped.where}: {stopped.reason}", err=True)
         raise typer.Exit(1)
 
 
-def print_chronology(source: str, rows: list[ChronologyRow]) -> None:
-    table = Table(title=f"{source}: chronology", box=box.SIMPLE_HEAD, title_justify="left")
+def print_chronology(source: str, description: str, rows: list[ChronologyRow]) -> None:
+    """Date, kind, what happened and stage; text as written (no console markup)."""
+    title = Text(f"{source}: {description or 'chronology'}", style="italic")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("Date", no_wrap=True)
     table.add_column("Kind", no_wrap=True)
     table.add_column("What happened", overflow="fold")
     table.add_column("Stage", overflow="fold")
     for row in rows:
         table.add_row(
-            f"{date.fromisoformat(row.date):%a %d/%m/%Y}", row.kind, row.summary, row.stage
+            f"{date.fromisoformat(row.date):%a %d/%m/%Y}",
+            row.kind,
+            Text(row.summary),
+            Text(row.stage),
         )
     console.print(table)
