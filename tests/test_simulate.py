@@ -219,3 +219,53 @@ def test_the_command_refuses_a_bad_file_with_its_line_and_runs_nothing(tmp_path)
         result.output
     )
     assert "[" not in result.output  # no chronology: nothing ran
+
+
+EPISODE = """\
+policy: st-barnabas
+pupil: {name: Eve Example, year_group: 2}
+parents:
+  - {name: Jane Example, relationship: Mother, phone: "07700 900001", address: 1 Quarry Road,
+     postcode: TN1 2EY}
+register:
+  from: 2026-09-03
+  to: 2026-09-10
+  marks:
+    2026-09-08: N
+    2026-09-09: N
+actions:
+  2026-09-08:
+    - record_contact: {outcome: no_answer, by: Office, role: office_staff}
+  2026-09-09:
+    - record_contact: {outcome: contact_made, reason: Chickenpox, code: I, by: Office,
+                       role: office_staff}
+"""
+
+
+async def test_an_absence_episode_is_acted_on_and_closes_on_contact(temporal_env):
+    rows = await simulate(parse_scenario(EPISODE, source="episode.yaml"), env=temporal_env)
+    episode = [
+        (row.date, row.kind, row.summary)
+        for row in rows
+        if row.case_id == "absence-1-2026-09-08" and row.kind != "reminder"
+    ]
+    assert episode == [
+        ("2026-09-08", "absence", "Day 1 of unexplained absence"),
+        ("2026-09-08", "contact", "Phone: no answer"),
+        ("2026-09-09", "absence", "Day 2 of unexplained absence"),
+        ("2026-09-09", "contact", "Phone: contact made (Chickenpox)"),
+        (
+            "2026-09-09",
+            "register",
+            "4 session(s) amended from N to I (illness (not medical or dental appointment))",
+        ),
+        (
+            "2026-09-09",
+            "closed",
+            "Episode closed: contact made with parent/carer: Chickenpox (register I)",
+        ),
+    ]
+    # Tue 8 Sep: N both sessions, 4 of 6 sessions present (66.7%), below 97%.
+    assert ("2026-09-08", "stage", "If absence continues: Letter home (over below_97)") in [
+        (row.date, row.kind, row.summary) for row in rows
+    ]
