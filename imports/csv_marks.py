@@ -282,19 +282,25 @@ def import_marks_csv(
     """Parse, hash and store a marks CSV in the caller's transaction (see store_marks)."""
     path = Path(path)
     data = path.read_bytes()
-    rows = _parse(data, load_mapping(mapping), path.name, school_roll(session, school_id))
-    return store_marks(
-        session=session,
-        school_id=school_id,
-        rows=rows,
-        recorded_by=recorded_by,
-        role=role,
-        source=path.name,
-        kind=KIND,
-        sha256=hashlib.sha256(data).hexdigest(),
-        default_reason=default_reason,
-        progress=progress,
-    )
+    session.flush()  # pupils the caller has just added are on the roll
+    roll = school_roll(session, school_id)
+    with paused_gc():  # once for parsing and storing; the rows are gone when it resumes
+        rows = _parse(data, load_mapping(mapping), path.name, roll)
+        result = store_marks(
+            session=session,
+            school_id=school_id,
+            rows=rows,
+            recorded_by=recorded_by,
+            role=role,
+            source=path.name,
+            kind=KIND,
+            sha256=hashlib.sha256(data).hexdigest(),
+            default_reason=default_reason,
+            progress=progress,
+            roll=roll,
+        )
+        del rows
+    return result
 
 
 def _decode(data: bytes, source: str) -> str:

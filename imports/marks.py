@@ -18,8 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import itemgetter
 
-from sqlalchemy import Column, bindparam, insert, select, text, update
+from sqlalchemy import Column, Select, bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
@@ -133,31 +134,32 @@ def update_weeks(
     marks = list(marks)
     if not marks:
         return
-    weeks = sorted({start for _, start, _, _ in marks})
-    week = RegisterWeek.__table__
     connection = session.connection()
+    to_day = _to_driver(connection, RegisterWeek.__table__.c.week_start)
+    stored_form = {start: to_day(start) for start in {start for _, start, _, _ in marks}}
     stored = {
         (pupil_id, start): text_
-        for pupil_id, start, text_ in connection.execute(
-            select(week.c.pupil_id, week.c.week_start, week.c.marks)
-            .join(Pupil, Pupil.id == week.c.pupil_id)
-            .where(Pupil.school_id == school_id, week.c.week_start.in_(weeks))
-        ).all()
+        for pupil_id, start, text_ in _fetch(
+            connection,
+            "stored weeks",
+            school_id=school_id,
+            first_week=min(stored_form.values()),
+            last_week=max(stored_form.values()),
+        )
     }
     patched: dict[tuple[int, date], list[str]] = {}
     for pupil_id, start, slot, cls in marks:
-        key = (pupil_id, start)
+        key = (pupil_id, stored_form[start])
         slots = patched.get(key)
         if slots is None:
             slots = patched[key] = list(stored.get(key, EMPTY_WEEK))
         slots[slot] = cls
     # Week by week: the rows of a school's week end up side by side, so the next day's
     # marks rewrite a few pages of the table rather than one per pupil.
-    to_day = _to_driver(connection, week.c.week_start)
     rows = []
     for (pupil_id, start), slots in sorted(patched.items(), key=lambda item: item[0][::-1]):
         text_ = "".join(slots)
-        rows.append((pupil_id, to_day(start), text_, *week_counts(text_)))
+        rows.append((pupil_id, start, text_, *week_counts(text_)))
     _executemany(connection, "weeks", rows)
 
 
@@ -174,30 +176,27 @@ def store_marks(
     default_reason: str | None = None,
     progress: Progress | None = None,
     now: datetime | None = None,
+    roll: dict[str, int] | None = None,
 ) -> ImportResult:
     """Validate a batch of marks whole, then write it in the caller's transaction.
 
     Raises ImportRefused (nothing written) listing every bad line. A batch whose file
-    hash was already imported for this school changes nothing.
+    hash was already imported for this school changes nothing. `roll` is the school's
+    roll as `school_roll` gives it, if the caller has just read it (after a flush).
     """
     session.flush()  # pupils the caller has just added are on the roll
     connection = session.connection()
-    batch = ImportBatch.__table__
-    already = connection.execute(
-        select(batch.c.id).where(batch.c.school_id == school_id, batch.c.sha256 == sha256)
-    ).first()
-    if already is not None:
+    if _fetch(connection, "imported", school_id=school_id, sha256=sha256):
         return ImportResult(rows=len(rows), already_imported=True)
 
     now = now or datetime.now(UTC)
-    pupils = school_roll(session, school_id)
+    pupils = roll if roll is not None else school_roll(session, school_id)
     calendar = school_calendar(session, school_id)
     with paused_gc():
-        keys = [(pupils.get(row.upn), row.day, str(row.session)) for row in rows]
+        keys = [(pupils.get(row.upn), row.day, row.session) for row in rows]
         if not _all_good(rows, pupils, calendar, distinct=len(set(keys))):
             raise ImportRefused(source, _problems(rows, pupils, calendar))
 
-        stored = _stored_marks(connection, school_id, rows)
         mark = RegisterMark.__table__
         to_day = _to_driver(connection, mark.c.day)
         recorded_at = _to_driver(connection, mark.c.recorded_at)(now)
@@ -210,6 +209,7 @@ def store_marks(
                 to_day(start),
                 slot_of(day.weekday(), session_),
             )
+        stored = _stored_marks(connection, school_id, places)
         classes = {code: c.cls for code, c in NATIONAL_CODES.items()}
         new_marks: list[tuple] = []
         week_marks: list[tuple[int, date, int, str]] = []
@@ -218,14 +218,14 @@ def store_marks(
         problems: list[str] = []
         for row, key in zip(rows, keys, strict=True):
             pupil_id, _, session_ = key
-            before = stored.get(key) if stored else None
             day, start, start_value, slot = places[key[1:]]
+            before = stored.get((pupil_id, day, session_)) if stored else None
             if before is None:
                 new_marks.append(
                     (
                         pupil_id,
                         day,
-                        session_,
+                        str(session_),
                         row.code,
                         row.minutes_late,
                         recorded_by,
@@ -249,6 +249,9 @@ def store_marks(
             raise ImportRefused(source, problems)
 
         total = len(new_marks) + len(changes)
+        # In the unique index's order (week, pupil, day, session): each insert lands next
+        # to the one before.
+        new_marks.sort(key=_INDEX_ORDER)
         for first in range(0, len(new_marks), _CHUNK):
             _executemany(connection, "marks", new_marks[first : first + _CHUNK])
             if progress:
@@ -257,6 +260,7 @@ def store_marks(
             connection.execute(
                 update(mark)
                 .where(
+                    mark.c.week_start == bindparam("p_week_start"),  # the unique index's lead
                     mark.c.pupil_id == bindparam("p_pupil_id"),
                     mark.c.day == bindparam("p_day"),
                     mark.c.session == bindparam("p_session"),
@@ -269,6 +273,7 @@ def store_marks(
                 ),
                 [
                     {
+                        "p_week_start": week_start(row.day),
                         "p_pupil_id": pupils[row.upn],
                         "p_day": row.day,
                         "p_session": str(row.session),
@@ -306,25 +311,34 @@ def store_marks(
         result = ImportResult(
             rows=len(rows), added=len(new_marks), amended=len(changes), unchanged=unchanged
         )
-        session.add(
-            ImportBatch(
-                school_id=school_id,
-                kind=kind,
-                filename=source,
-                sha256=sha256,
-                imported_at=now,
-                imported_by=recorded_by,
-                rows=result.rows,
-                added=result.added,
-                amended=result.amended,
-                unchanged=result.unchanged,
-            )
+        imported_at = _to_driver(connection, ImportBatch.__table__.c.imported_at)(now)
+        _executemany(
+            connection,
+            "batch",
+            [
+                (
+                    school_id,
+                    kind,
+                    source,
+                    sha256,
+                    imported_at,
+                    recorded_by,
+                    result.rows,
+                    result.added,
+                    result.amended,
+                    result.unchanged,
+                )
+            ],
         )
-        session.flush()
         return result
 
 
 _CHUNK = 20_000
+
+
+# A new mark's key in registermark's unique index (week, pupil, day, session); the week
+# as stored sorts as the week does.
+_INDEX_ORDER = itemgetter(7, 0, 1, 2)
 
 
 @contextmanager
@@ -381,20 +395,67 @@ def _problems(rows: Sequence[MarkRow], pupils: dict[str, int], calendar: SchoolC
 
 
 def _stored_marks(
-    connection: Connection, school_id: int, rows: Sequence[MarkRow]
-) -> dict[tuple[int, date, str], tuple[str, int | None]]:
-    """The stored marks the batch could touch: this school's pupils over its date range
-    (for a day's import, that day)."""
-    if not rows:
-        return {}
-    days = {row.day for row in rows}
-    mark = RegisterMark.__table__
-    found = connection.execute(
-        select(mark.c.pupil_id, mark.c.day, mark.c.session, mark.c.code, mark.c.minutes_late)
-        .join(Pupil, Pupil.id == mark.c.pupil_id)
-        .where(Pupil.school_id == school_id, mark.c.day >= min(days), mark.c.day <= max(days))
-    ).all()
-    return {(p, d, s): (c, m) for p, d, s, c, m in found}
+    connection: Connection, school_id: int, places: dict[tuple[date, str], tuple]
+) -> dict[tuple[int, str, str], tuple[str, int | None]]:
+    """The stored marks the batch could touch, by (pupil id, day as stored, session): this
+    school's pupils on the batch's days (for a day's import, that day), week by week."""
+    weeks: dict[str, list[str]] = {}
+    for day, _, start, _ in places.values():
+        weeks.setdefault(start, []).append(day)
+    stored = {}
+    for start, days in sorted(weeks.items()):
+        found = _fetch(
+            connection,
+            "stored marks",
+            school_id=school_id,
+            week=start,
+            first=min(days),
+            last=max(days),
+        )
+        stored.update(((p, d, s), (c, m)) for p, d, s, c, m in found)
+    return stored
+
+
+def _queries() -> dict[str, Select]:
+    """The reads of every batch, each run through `_fetch`; parameters are bound as the
+    driver takes them (a day as stored) and rows come back as the driver gives them."""
+    batch, pupil = ImportBatch.__table__, Pupil.__table__
+    mark, week = RegisterMark.__table__, RegisterWeek.__table__
+    school = bindparam("school_id")
+    return {
+        "imported": select(batch.c.id).where(
+            batch.c.school_id == school, batch.c.sha256 == bindparam("sha256")
+        ),
+        "stored marks": select(
+            mark.c.pupil_id, mark.c.day, mark.c.session, mark.c.code, mark.c.minutes_late
+        )
+        .join(pupil, pupil.c.id == mark.c.pupil_id)
+        .where(
+            pupil.c.school_id == school,
+            # One week: the pupils' runs of the unique index are found by (week, pupil).
+            mark.c.week_start == bindparam("week"),
+            mark.c.day >= bindparam("first"),
+            mark.c.day <= bindparam("last"),
+        ),
+        "stored weeks": select(week.c.pupil_id, week.c.week_start, week.c.marks)
+        .join(pupil, pupil.c.id == week.c.pupil_id)
+        .where(
+            pupil.c.school_id == school,
+            week.c.week_start >= bindparam("first_week"),
+            week.c.week_start <= bindparam("last_week"),
+        ),
+    }
+
+
+_QUERIES = _queries()
+
+
+def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
+    """Run a _QUERIES statement straight through the driver: SQLAlchemy's per-statement
+    work costs more than these index look-ups, once per file of a local authority's day."""
+    sql, order = _driver_sql(name, connection.dialect)
+    values = params if order is None else tuple(params[key] for key in order)
+    return connection.exec_driver_sql(sql, values).fetchall()
 
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
@@ -414,6 +475,21 @@ _BULK = {
         ),
     ),
     "weeks": (text(UPSERT_WEEK_SQL), ("pupil_id", "week_start", "marks", *WEEK_COLUMNS)),
+    "batch": (
+        insert(ImportBatch.__table__),
+        (
+            "school_id",
+            "kind",
+            "filename",
+            "sha256",
+            "imported_at",
+            "imported_by",
+            "rows",
+            "added",
+            "amended",
+            "unchanged",
+        ),
+    ),
 }
 
 
@@ -431,9 +507,13 @@ def _executemany(connection: Connection, name: str, rows: list[tuple]) -> None:
 
 
 @lru_cache(maxsize=16)
-def _driver_sql(name: str, dialect: Dialect) -> tuple[str, tuple[int, ...] | None]:
-    """A _BULK statement compiled for the dialect, in its driver's parameter style, and
-    for a positional style where each parameter is in our rows."""
+def _driver_sql(name: str, dialect: Dialect) -> tuple[str, tuple | None]:
+    """A _BULK or _QUERIES statement compiled for the dialect, in its driver's parameter
+    style, and for a positional style where each parameter is: its place in our rows
+    (_BULK) or its name (_QUERIES)."""
+    if name in _QUERIES:
+        compiled = _QUERIES[name].compile(dialect=dialect)
+        return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
     statement, keys = _BULK[name]
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if not compiled.positional:

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint
 from sqlalchemy import String as SAString
 from sqlmodel import Field, SQLModel
 
@@ -100,10 +100,16 @@ class RegisterMark(SQLModel, table=True):
     weekly register, so the weekly roll-up needs no date arithmetic in SQL.
     """
 
-    # The unique constraint's index, (pupil, day, session), is the one every reader of
-    # marks uses; nothing looks marks up by week (the weekly register is RegisterWeek),
-    # and each index more is another page written per pupil by every day's import.
-    __table_args__ = (UniqueConstraint("pupil_id", "day", "session"),)
+    # One pupil, day and session has one mark. The unique index leads with the week, so
+    # a day's marks for a whole school (or local authority) go into one small region of
+    # it: led by the pupil, every pupil's next mark would land on a page of its own, and
+    # each day's import would rewrite nearly the whole index (in SQLite, through the WAL).
+    # A pupil's marks are still found through it: SQLite skips from week to week
+    # (skip-scan, from the index statistics `database.make_engine` provides); PostgreSQL
+    # gets a (pupil_id, day) index as well.
+    __table_args__ = (
+        Index("ux_registermark_week", "week_start", "pupil_id", "day", "session", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     pupil_id: int = Field(foreign_key="pupil.id")
     day: date
