@@ -21,6 +21,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlmodel import Session, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -100,14 +101,19 @@ def list_cases(
         table.add_column(column, overflow="fold")
     for record, pupil in rows:
         table.add_row(
-            record.case_id,
-            pupil.upn,
-            f"{pupil.forename} {pupil.surname}",
-            record.kind.replace("_", " "),
-            record.status,
-            record.stage,
-            record.next_action,
-            f"{record.opened_on:%d/%m/%Y}",
+            *(
+                Text(cell)  # as written: a name or stage is never read as console markup
+                for cell in (
+                    record.case_id,
+                    pupil.upn,
+                    f"{pupil.forename} {pupil.surname}",
+                    record.kind.replace("_", " "),
+                    record.status,
+                    record.stage,
+                    record.next_action,
+                    f"{record.opened_on:%d/%m/%Y}",
+                )
+            )
         )
     console.print(table)
     console.print(f"{len(rows)} case{'s' if len(rows) != 1 else ''}")
@@ -214,7 +220,8 @@ def show(
         table.add_column(column, overflow="fold")
     for e in entries:
         by = e.actor + (f" ({e.role.replace('_', ' ')})" if e.role else "")
-        table.add_row(f"{e.on_day:%d/%m/%Y}", e.kind, e.summary, by, e.stage)
+        # Summaries carry staff's own words: shown as written, never as console markup.
+        table.add_row(*(Text(c) for c in (f"{e.on_day:%d/%m/%Y}", e.kind, e.summary, by, e.stage)))
     console.print(table)
 
 

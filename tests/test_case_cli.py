@@ -144,16 +144,19 @@ async def test_list_show_and_act_on_a_case(
         # found from its status.
         decided = await commands(
             "case", "act", case_id, "decide", "--no-approve",
-            "--reason", "First time; a warning letter instead",
+            "--reason", "First time [a warning letter instead]",
             "--by", "Mrs Duncombe", "--role", "headteacher",
         )  # fmt: skip
         assert decided.exit_code == 0, decided.output
         assert decided.output.strip() == (
             "Consider a penalty notice: declined by the headteacher: "
-            "First time; a warning letter instead"
+            "First time [a warning letter instead]"
         )
         status = await handle.query(AttendanceCase.status)
         assert "decide" not in status.available_actions
+        table = await commands("case", "show", case_id)
+        # Staff's words as written, brackets too (the table wraps the line).
+        assert "First time [a" in table.output and "letter instead]" in table.output
         again = await commands(
             "case", "act", case_id, "decide", "--no-approve", "--reason", "again",
             "--by", "Mrs Duncombe", "--role", "headteacher",
@@ -169,7 +172,7 @@ async def test_list_show_and_act_on_a_case(
         assert (decision.status, decision.decided_by, decision.reason) == (
             "declined",
             "Mrs Duncombe",
-            "First time; a warning letter instead",
+            "First time [a warning letter instead]",
         )
     missing = await commands("case", "show", "attendance-case-0-2026-none")
     assert missing.exit_code == 1
