@@ -347,13 +347,17 @@ class _Text(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self.skip:
-            self.out.append(re.sub(r"\s+", " ", data))
+            self.out.append(_SPACES.sub(" ", data))
 
     def text(self) -> str:
         joined = "".join(self.out)
         lines = [line.strip() for line in joined.splitlines()]
         text = "\n".join(lines)
-        return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
+
+
+_SPACES = re.compile(r"\s+")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def html_to_text(letter_html: str) -> str:

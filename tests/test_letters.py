@@ -457,6 +457,40 @@ def test_every_template_makes_a_pdf_with_the_figures():
             assert "Thursday 3 September 2026" in text
 
 
+def test_the_stylesheet_parsed_once_lays_out_the_same():
+    """html_to_pdf hands WeasyPrint the letter's stylesheet parsed (once per process):
+    every box lands where the letter's own <style> puts it."""
+    from weasyprint import HTML
+
+    import letters.pdf as pdf_module
+
+    def boxes(document) -> list[tuple]:
+        found: list[tuple] = []
+
+        def walk(box) -> None:
+            found.append(
+                (type(box).__name__, box.position_x, box.position_y, box.width, box.height)
+            )
+            for child in getattr(box, "children", []):
+                walk(child)
+
+        for page in document.pages:
+            walk(page._page_box)
+        return found
+
+    policy = load_policy("all-saints")
+    for template in ("all_saints/stage_4_formal_warning", "la/evidence_pack"):
+        html = render(template, sample_context(policy, template))
+        own = HTML(string=html).render(font_config=pdf_module._fonts())
+        style = pdf_module._STYLE.search(html)
+        parsed = HTML(string=html[: style.start()] + html[style.end() :]).render(
+            font_config=pdf_module._fonts(),
+            stylesheets=[pdf_module._stylesheet(style.group(1))],
+        )
+        assert len(own.pages) > 1 and boxes(parsed) == boxes(own), template
+        assert pdf_text(html_to_pdf(html)) == pdf_text(own.write_pdf()), template
+
+
 def test_plain_english_formats():
     assert long_date("2026-11-23") == "Monday 23 November 2026"
     assert long_datetime("2026-12-01T09:15") == "Tuesday 1 December 2026 at 9:15am"
@@ -603,6 +637,43 @@ async def test_the_email_that_arrives(engine, smtp, service):
     assert emailed.at.replace(tzinfo=None) == copy.sent_at.replace(tzinfo=None)
     detail = json.loads(emailed.detail)
     assert detail["message_id"] == copy.message_id and detail["channel"] == "email"
+
+
+def test_names_and_subjects_beyond_ascii_arrive_as_written():
+    """The message is written by hand for speed; a reader must still decode every header
+    as it was given: accented names, punctuation that needs quoting, a long subject."""
+    from letters.mail import build_message
+
+    for to_name, subject in (
+        ("Mrs Zoë Brontë-Kowalczyk and Mr Łukasz Kowalczyk of Flat 2", "Zoë's attendance"),
+        ("Smith, Jane (Mrs)", "Maisie's attendance: " + " ".join(["a long subject line"] * 5)),
+    ):
+        outgoing = build_message(
+            sender="attendance@attend.example",
+            sender_name="St Mary’s C of E Primary",
+            reply_to="office@school.example",
+            to_name=to_name,
+            to_address="parent@example.org",
+            subject=subject,
+            text="Dear Mrs Brontë,\n£160\n",
+            html="<p>Dear Mrs Brontë, £160</p>",
+            pdf=b"%PDF-1.7 letter",
+            pdf_name="letter-145873-0a1b2c3d.pdf",
+            message_id="<letter-1@attend.example>",
+            sent_at=datetime(2026, 11, 25, 9, 30, tzinfo=UTC),
+        )
+        assert max(len(line) for line in outgoing.data.split(b"\n")) <= 78
+        message = email.message_from_bytes(outgoing.data, policy=email.policy.default)
+        assert message["To"].addresses[0].display_name == to_name
+        assert message["To"].addresses[0].addr_spec == "parent@example.org"
+        assert message["From"].addresses[0].display_name == "St Mary’s C of E Primary"
+        assert message["Subject"] == subject
+        assert message.get_body(("plain",)).get_content() == "Dear Mrs Brontë,\n£160\n"
+        assert message.get_body(("html",)).get_content() == "<p>Dear Mrs Brontë, £160</p>"
+        [pdf] = list(message.iter_attachments())
+        assert pdf.get_filename() == "letter-145873-0a1b2c3d.pdf"
+        assert pdf.get_content() == b"%PDF-1.7 letter"
+        assert not any(part.defects for part in message.walk())
 
 
 async def test_the_same_key_sends_nothing_twice(engine, smtp, service):
