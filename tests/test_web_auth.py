@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 import web.accounts
 import web.queries
+from imports.marks import MarkRow, store_marks
 from letters.catalogue import spec_for
 from letters.service import LetterService
 from models.tables import (
@@ -945,3 +946,44 @@ def test_today_lists_an_absence_once_its_register_has_closed(engine, world):
         "13:09": [("Amelia", ["AM"])],
         "13:10": [("Amelia", ["AM", "PM"])],
     }
+
+
+def test_school_figures_kept_follow_the_register(engine, world):
+    """The School page keeps its register figures until the register changes; the app's
+    refresher computes them again once it has (here, the office amending a day's N to I)."""
+
+    def codes() -> dict[str, int]:
+        with Session(engine, expire_on_commit=False) as session:
+            school = session.get(School, world.school.id)
+            ctx = web.queries.school_context(session, school)
+            return {code: n for code, _, n, _ in web.queries.school_page(session, ctx).codes}
+
+    def kept_version() -> tuple[int, int]:
+        with web.queries._school_lock:
+            return next(k[3] for k in web.queries._school_cache if k[0] == world.school.id)
+
+    before = codes()
+    assert before["N"] == 2  # Amelia's day, both sessions
+    with Session(engine, expire_on_commit=False) as session:
+        upn = session.get(Pupil, world.pupil_ids["absent"]).upn
+        store_marks(
+            session=session,
+            school_id=world.school.id,
+            rows=[
+                MarkRow(n, upn, date.fromisoformat(DAY), half, "I", reason="Parent: ill")
+                for n, half in ((1, "AM"), (2, "PM"))
+            ],
+            recorded_by="Olive Office",
+            role="office_staff",
+            source="test amendment",
+            kind="case",
+            sha256="test-amendment",
+        )
+        session.commit()
+        changed = web.queries.register_version(session, world.school.id)
+    assert kept_version() != changed
+    assert web.queries.refresh_school_figures(engine) >= 1
+    assert kept_version() == changed
+    after = codes()
+    assert "N" not in after
+    assert after["I"] == before.get("I", 0) + 2

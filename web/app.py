@@ -5,7 +5,10 @@ sent through the Temporal client. Every route checks the signed-in user's role a
 schools itself, and every form carries the session's CSRF token.
 """
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -23,6 +26,7 @@ from settings import Settings
 from web.deps import CsrfRefused, Forbidden, NotFound, NotSignedIn, _signed_in, csrf_protect
 from web.engine import CaseEngine
 from web.pages import approvals, auth, case, caseload, school, today
+from web.queries import refresh_school_figures
 from web.render import make_templates, render
 
 STATIC = Path(__file__).parent / "static"
@@ -93,6 +97,31 @@ class SecurityHeaders:
             await send({"type": "http.response.body", "body": ERROR_PAGE})
 
 
+# How often the School page's kept figures are checked against the register, so that
+# the first page after an import or a case step seldom computes them itself.
+SCHOOL_FIGURES_REFRESH_SECONDS = 10.0
+
+
+async def _keep_school_figures_fresh(app: FastAPI) -> None:
+    while True:
+        await asyncio.sleep(SCHOOL_FIGURES_REFRESH_SECONDS)
+        try:
+            await asyncio.to_thread(refresh_school_figures, app.state.engine)
+        except Exception as problem:  # a page computes them itself meanwhile
+            log.warning("refreshing the School page figures failed: %s", type(problem).__name__)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    refresher = asyncio.create_task(_keep_school_figures_fresh(app))
+    try:
+        yield
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
+
+
 def create_app(
     settings: Settings, *, engine: Engine | None = None, temporal_client: Client | None = None
 ) -> FastAPI:
@@ -104,6 +133,7 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
         dependencies=[Depends(csrf_protect)],
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)

@@ -88,19 +88,38 @@ def school_calendar(session: Session, school_id: int) -> SchoolCalendar:
 
 
 def last_register_day(session: Session, school_id: int, today: date) -> date | None:
-    """The newest day with marks up to `today` (one index seek per pupil)."""
-    found = (
-        session.connection()
-        .execute(
+    """The newest day with marks up to `today`: the newest week with marks (a seek per
+    pupil in the weekly register), then that week's marks (a seek per pupil in the
+    register's week-first index)."""
+    connection = session.connection()
+    params = {"school_id": school_id, "today": today.isoformat()}
+    week = connection.execute(
+        text(
+            "SELECT MAX((SELECT MAX(w.week_start) FROM registerweek w"
+            " WHERE w.pupil_id = p.id AND w.week_start <= :today))"
+            " FROM pupil p WHERE p.school_id = :school_id"
+        ),
+        params,
+    ).scalar()
+    if week is None:
+        return None
+    found = connection.execute(
+        text(
+            "SELECT MAX(m.day) FROM pupil p JOIN registermark m"
+            " ON m.week_start = :week AND m.pupil_id = p.id"
+            " WHERE p.school_id = :school_id AND m.day <= :today"
+        ),
+        {**params, "week": week},
+    ).scalar()
+    if found is None:  # that week's marks are all after today: look further back
+        found = connection.execute(
             text(
                 "SELECT MAX((SELECT MAX(m.day) FROM registermark m"
                 " WHERE m.pupil_id = p.id AND m.day <= :today))"
                 " FROM pupil p WHERE p.school_id = :school_id"
             ),
-            {"school_id": school_id, "today": today.isoformat()},
-        )
-        .scalar()
-    )
+            params,
+        ).scalar()
     return date.fromisoformat(str(found)[:10]) if found else None
 
 
@@ -167,25 +186,26 @@ def year_name(year_group: int) -> str:
 def contacts_of(session: Session, pupil_ids: list[int]) -> dict[int, list[ContactLine]]:
     if not pupil_ids:
         return {}
-    rows = session.exec(
-        select(Contact)
+    rows = session.exec(  # the columns shown, not whole rows: pages list many pupils
+        select(
+            Contact.pupil_id,
+            Contact.title,
+            Contact.forename,
+            Contact.surname,
+            Contact.relationship,
+            Contact.phone,
+            Contact.email,
+            Contact.address,
+            Contact.postcode,
+            Contact.parental_responsibility,
+        )
         .where(col(Contact.pupil_id).in_(pupil_ids))
         .order_by(Contact.pupil_id, Contact.priority)
     ).all()
     found: dict[int, list[ContactLine]] = defaultdict(list)
-    for c in rows:
-        name = " ".join(part for part in (c.title, c.forename, c.surname) if part)
-        found[c.pupil_id].append(
-            ContactLine(
-                name,
-                c.relationship,
-                c.phone,
-                c.email,
-                c.address,
-                c.postcode,
-                c.parental_responsibility,
-            )
-        )
+    for pupil_id, title, forename, surname, *rest in rows:
+        name = " ".join(part for part in (title, forename, surname) if part)
+        found[pupil_id].append(ContactLine(name, *rest))
     return found
 
 
@@ -269,7 +289,12 @@ def today_page(session: Session, ctx: SchoolContext, now: datetime | None = None
     marks = session.exec(
         select(RegisterMark.pupil_id, RegisterMark.session)
         .join(Pupil, Pupil.id == RegisterMark.pupil_id)
-        .where(Pupil.school_id == school_id, RegisterMark.day == day, RegisterMark.code == "N")
+        .where(
+            Pupil.school_id == school_id,
+            RegisterMark.week_start == week_start(day),  # the register's index leads with it
+            RegisterMark.day == day,
+            RegisterMark.code == "N",
+        )
     ).all()
     # An N is unexplained once its register has closed: before then the office is still
     # taking the register, and today's sessions not yet closed are left out.
@@ -393,9 +418,18 @@ def caseload_page(
             col(CaseRecord.status).in_(("open", "paused")),
         )
     )
-    all_open = session.exec(query).all()
-    stages = Counter(r.stage or "(no stage yet)" for r, _ in all_open)
-    years = sorted({p.year_group for _, p in all_open})
+    # The filters' choices come from every open case: two columns, not whole rows.
+    every = session.exec(
+        select(CaseRecord.stage, Pupil.year_group)
+        .join(Pupil, Pupil.id == CaseRecord.pupil_id)
+        .where(
+            CaseRecord.school_id == school_id,
+            Pupil.school_id == school_id,
+            col(CaseRecord.status).in_(("open", "paused")),
+        )
+    ).all()
+    stages = Counter(stage or "(no stage yet)" for stage, _ in every)
+    years = sorted({year for _, year in every})
     if year_group is not None:
         query = query.where(Pupil.year_group == year_group)
     if cohort == "send":
@@ -418,7 +452,7 @@ def caseload_page(
             c.pupil.surname if c.pupil else "",
         )
     )
-    return CaseloadPage(lines, sorted(stages.items()), years, len(all_open))
+    return CaseloadPage(lines, sorted(stages.items()), years, len(every))
 
 
 # --------------------------------------------------------------------------- Case
@@ -465,39 +499,54 @@ class CasePage:
     other_cases: list[CaseRecord]
 
 
-class _OnePupil:
-    """compute_figures for one pupil: the same statement, narrowed to that pupil, so a
-    case page does not compute the whole school's figures to show one child's."""
+class _SomePupils:
+    """compute_figures for a few pupils: the same statement, narrowed to them, so that a
+    case or the approvals queue does not compute the whole school's figures to show a
+    few children's."""
 
     SCOPE = "p.school_id = :school_id AND p.on_roll"
 
-    def __init__(self, session: Session, pupil_id: int):
-        self.session, self.pupil_id = session, pupil_id
+    def __init__(self, session: Session, pupil_ids: list[int]):
+        self.session, self.pupil_ids = session, pupil_ids
 
-    def connection(self) -> "_OnePupil":
+    def connection(self) -> "_SomePupils":
         return self
 
     def execute(self, statement: Any, params: dict[str, Any]) -> Any:
         sql = statement.text
-        if sql.count(self.SCOPE) != 2:  # the statement changed shape: narrow afterwards
-            return [row for row in self.session.connection().execute(statement, params)]
-        narrowed = sql.replace(self.SCOPE, self.SCOPE + " AND p.id = :pupil_id")
+        if self.SCOPE not in sql:  # the statement changed shape: narrow afterwards
+            wanted = set(self.pupil_ids)
+            rows = self.session.connection().execute(statement, params)
+            return [row for row in rows if row[0] in wanted]
+        names = [f"pupil_{n}" for n in range(len(self.pupil_ids))]
+        narrowed = sql.replace(
+            self.SCOPE, f"{self.SCOPE} AND p.id IN ({', '.join(':' + n for n in names)})"
+        )
         return self.session.connection().execute(
-            text(narrowed), {**params, "pupil_id": self.pupil_id}
+            text(narrowed), {**params, **dict(zip(names, self.pupil_ids, strict=True))}
         )
 
 
-def pupil_figures(
-    session: Session, ctx: SchoolContext, pupil_id: int, as_of: date | None = None
-) -> PupilFigures | None:
+def figures_of(
+    session: Session, ctx: SchoolContext, pupil_ids: list[int], as_of: date | None = None
+) -> dict[int, PupilFigures]:
+    """The figures of these pupils (those on roll), by pupil ID."""
+    if not pupil_ids:
+        return {}
     rows = compute_figures(
-        session=_OnePupil(session, pupil_id),  # type: ignore[arg-type]
+        session=_SomePupils(session, pupil_ids),  # type: ignore[arg-type]
         school_id=ctx.school.id,
         as_of=as_of or ctx.as_of,
         rules=ctx.policy.figure_rules(),
         calendar=ctx.calendar,
     )
-    return next((f for f in rows if f.pupil_id == pupil_id), None)
+    return {f.pupil_id: f for f in rows}
+
+
+def pupil_figures(
+    session: Session, ctx: SchoolContext, pupil_id: int, as_of: date | None = None
+) -> PupilFigures | None:
+    return figures_of(session, ctx, [pupil_id], as_of).get(pupil_id)
 
 
 def year_first_day(ctx: SchoolContext) -> date:
@@ -715,6 +764,9 @@ def approvals_page(session: Session, ctx: SchoolContext) -> ApprovalsPage:
             )
         ).all()
     )
+    figures = figures_of(
+        session, ctx, sorted({d.pupil_id for d in awaiting if d.pupil_id in pupils})
+    )
     lines = []
     for decision in awaiting:
         pupil = pupils.get(decision.pupil_id)
@@ -733,7 +785,7 @@ def approvals_page(session: Session, ctx: SchoolContext) -> ApprovalsPage:
             DecisionLine(
                 decision,
                 pupil,
-                pupil_figures(session, ctx, pupil.id) if pupil.on_roll else None,
+                figures.get(pupil.id) if pupil.on_roll else None,
                 list(chronology),
                 letters,
                 decision.due_on < ctx.today,
@@ -884,7 +936,9 @@ def _cohort(name: str, rows: list, rules) -> CohortLine:
     )
 
 
-def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
+def _kept_aggregates(session: Session, ctx: SchoolContext) -> dict[str, Any]:
+    """The register aggregates for the School page: those kept, if the register has not
+    changed since; otherwise computed again and kept."""
     school_id = ctx.school.id
     first = year_first_day(ctx)
     key = (school_id, first, ctx.as_of, register_version(session, school_id), ctx.school.policy)
@@ -896,6 +950,27 @@ def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
             for old in [k for k in _school_cache if k[0] == school_id]:
                 del _school_cache[old]
             _school_cache[key] = cached
+    return cached
+
+
+def refresh_school_figures(engine: Any) -> int:
+    """Compute again the kept School page figures of each school whose register has
+    changed since (an import, a case step), so that the next page does not wait for
+    them. The web app runs this every few seconds; returns how many schools it looked at."""
+    with _school_lock:
+        school_ids = sorted({key[0] for key in _school_cache})
+    for school_id in school_ids:
+        with Session(engine, expire_on_commit=False) as session:
+            school = session.get(School, school_id)
+            if school is not None:
+                _kept_aggregates(session, school_context(session, school))
+    return len(school_ids)
+
+
+def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
+    school_id = ctx.school.id
+    first = year_first_day(ctx)
+    cached = _kept_aggregates(session, ctx)
     rules = ctx.policy.figure_rules()
     per_pupil = cached["per_pupil"]
     everyone = _cohort("All pupils", per_pupil, rules)
