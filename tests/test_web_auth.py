@@ -910,6 +910,8 @@ async def test_pages_show_the_schools_own_pupils(app, engine, world, live):
         assert "Amelia" in today and "Thornbury" in today  # N today, and a call due
         assert "07700 900101" in today
         assert "Overdue" in today
+        # On the safeguarding path (a social worker), St Barnabas' refers on day 3.
+        assert "Referral to the local authority: child missing education on day 3" in today
         caseload = (await client.get(page_paths(world)["caseload"])).text
         assert "Barnaby" in caseload and "Amelia" in caseload
         filtered = await client.get(page_paths(world)["caseload"] + "?cohort=fsm")

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from activities.episodes import ACTION_WORDS
 from web.accounts import SignedIn
 from web.deps import SessionDep, require_page, school_of
 from web.queries import school_context, today_page
@@ -32,4 +33,5 @@ def today(
         title="Today",
         ctx=ctx,
         page=today_page(session, ctx),
+        action_words=ACTION_WORDS,
     )
