@@ -24,6 +24,11 @@ from workflows.episode import AbsenceEpisode
 from workflows.sweep import RegisterCloseSweep
 
 WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode, AttendanceCase]
+# Workflows kept in memory between their tasks (the SDK's default is 1,000, about 0.4 MiB
+# each here). A case hears from the sweep at most once a school day, so most open cases
+# are better replayed from history when they next have work: the worker's memory then
+# stays flat however many cases are open (bench/fanout.py).
+CACHED_WORKFLOWS = 300
 
 
 def build_worker(
@@ -55,6 +60,7 @@ def build_worker(
             *letters.all,
         ],
         activity_executor=ThreadPoolExecutor(max_workers=8),
+        max_cached_workflows=CACHED_WORKFLOWS,
     )
 
 
