@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -317,51 +316,37 @@ def body_of(letter_html: str) -> str:
     return match.group(1) if match else letter_html
 
 
-class _Text(HTMLParser):
-    """HTML to plain text for an email's text part: paragraphs, lines, lists and tables."""
-
-    BLOCK = {"p", "div", "h1", "h2", "h3", "h4", "ul", "ol", "table", "section", "header"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.out: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in ("style", "head", "title"):
-            self.skip += 1
-        elif tag in self.BLOCK:
-            self.out.append("\n\n")
-        elif tag == "br" or tag == "tr":
-            self.out.append("\n")
-        elif tag == "li":
-            self.out.append("\n  - ")
-        elif tag in ("td", "th"):
-            self.out.append("  ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("style", "head", "title"):
-            self.skip -= 1
-        elif tag in self.BLOCK:
-            self.out.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.out.append(_SPACES.sub(" ", data))
-
-    def text(self) -> str:
-        joined = "".join(self.out)
-        lines = [line.strip() for line in joined.splitlines()]
-        text = "\n".join(lines)
-        return _BLANK_LINES.sub("\n\n", text).strip() + "\n"
-
-
+# HTML to plain text for an email's text part: paragraphs, lines, lists and tables. The
+# letters are our own templates with every value escaped, so tags are found by pattern.
+_TOKENS = re.compile(
+    r"<!--.*?-->|<![^>]*>|<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:\s[^>]*)?/?>|([^<]+)|<", re.S
+)
+_BLOCK = {"p", "div", "h1", "h2", "h3", "h4", "ul", "ol", "table", "section", "header"}
+_HIDDEN = {"style", "head", "title"}
 _SPACES = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def html_to_text(letter_html: str) -> str:
-    parser = _Text()
-    parser.feed(letter_html)
-    parser.close()
-    return parser.text()
+    out: list[str] = []
+    hidden = 0
+    for token in _TOKENS.finditer(letter_html):
+        closing, tag, data = token.groups()
+        if tag:
+            tag = tag.lower()
+            if tag in _HIDDEN:
+                hidden += -1 if closing else 1
+            elif tag in _BLOCK:
+                out.append("\n\n")
+            elif closing:
+                continue
+            elif tag in ("br", "tr"):
+                out.append("\n")
+            elif tag == "li":
+                out.append("\n  - ")
+            elif tag in ("td", "th"):
+                out.append("  ")
+        elif not hidden and not token.group().startswith("<!"):
+            out.append(_SPACES.sub(" ", html_lib.unescape(data or token.group())))
+    lines = [line.strip() for line in "".join(out).splitlines()]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"

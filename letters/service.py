@@ -75,6 +75,9 @@ FINAL = {
     OutboxStatus.NO_ADDRESS,
     OutboxStatus.READY_TO_TEXT,
 }
+# Final states whose copy gets a chronology entry when it reaches them (a printed copy
+# gets its own when the print pack is built).
+CHRONICLED = FINAL - {OutboxStatus.PRINTED}
 
 
 class LetterError(ValueError):
@@ -526,10 +529,16 @@ class LetterService:
             return_exceptions=True,
         )
         # The rows as the sends left them; read again only if a copy fell back to post.
+        # An email's chronology entry was written with its `sent`: nothing more to write
+        # unless another copy reached a final state here.
         fresh = all(r.status == OutboxStatus.SENT for r in emails)
-        outcome = await asyncio.to_thread(
-            self._record, letter_id, (letter, rows) if fresh else None
-        )
+        recorded = {r.id for r in emails if getattr(r, "chronicled", False)}
+        if fresh and all(r.id in recorded for r in rows if r.status in CHRONICLED):
+            outcome = Delivered(letter_id, *summarise(letter.audience, rows))
+        else:
+            outcome = await asyncio.to_thread(
+                self._record, letter_id, (letter, rows) if fresh else None
+            )
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -593,8 +602,9 @@ class LetterService:
         school = context["school"]
         attempts = max(1, self.settings.smtp_attempts)
         lease = timedelta(seconds=self.settings.smtp_timeout_seconds * 3 + 30)
+        path = self.pdf_path(letter, row)
         while True:
-            claimed = await asyncio.to_thread(self._claim, row.id, lease)
+            claimed, pdf = await asyncio.to_thread(self._claim_and_read, row.id, lease, path)
             if claimed is None:
                 state = await asyncio.to_thread(self._status, row.id)
                 if state in FINAL:
@@ -609,7 +619,7 @@ class LetterService:
                 subject=letter.subject,
                 text=texts[row.copy_sha256],
                 html=html,
-                pdf=await asyncio.to_thread((await pdf_file(row)).read_bytes),
+                pdf=pdf or await asyncio.to_thread((await pdf_file(row)).read_bytes),
                 pdf_name=f"letter-{context['letter']['reference']}.pdf",
                 message_id=row.message_id,
                 sent_at=datetime.now(UTC),
@@ -626,8 +636,13 @@ class LetterService:
                 self._heartbeat(f"outbox {row.id} attempt {claimed} failed")
                 await self.sleep(self.settings.smtp_backoff_seconds * 2 ** (claimed - 1))
                 continue
-            row.sent_at = await asyncio.to_thread(self._sent, row.id)
             row.status, row.attempts = OutboxStatus.SENT, claimed
+            try:
+                row.sent_at = await asyncio.to_thread(self._sent, letter, row)
+            except BaseException:
+                row.status = OutboxStatus.SENDING  # as the database still has it
+                raise
+            row.chronicled = True
             self._heartbeat(f"outbox {row.id} sent")
             log.info("outbox %s: sent (attempt %d)", row.id, claimed)
             return
@@ -638,6 +653,18 @@ class LetterService:
 
         if activity.in_activity():
             activity.heartbeat(detail)
+
+    def _claim_and_read(
+        self, outbox_id: int, lease: timedelta, path: Path
+    ) -> tuple[int | None, bytes | None]:
+        """_claim, and the copy's PDF if it is on disk already: one trip off the loop."""
+        claimed = self._claim(outbox_id, lease)
+        if claimed is None:
+            return None, None
+        try:
+            return claimed, path.read_bytes()
+        except FileNotFoundError:
+            return claimed, None
 
     def _claim(self, outbox_id: int, lease: timedelta) -> int | None:
         """Take the row for one attempt; returns the attempt's number, or None if the row
@@ -674,10 +701,18 @@ class LetterService:
         with self.engine.begin() as connection:
             connection.execute(update(table).where(table.c.id == outbox_id).values(**values))
 
-    def _sent(self, outbox_id: int) -> datetime:
-        now = datetime.now(UTC)
-        self._update(outbox_id, status=OutboxStatus.SENT, sent_at=now, lease_until=None)
-        return now
+    def _sent(self, letter: Letter, row: Outbox) -> datetime:
+        """Mark the copy sent and write its chronology entry, in one transaction."""
+        row.sent_at = datetime.now(UTC)
+        table = Outbox.__table__
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(table)
+                .where(table.c.id == row.id)
+                .values(status=OutboxStatus.SENT, sent_at=row.sent_at, lease_until=None)
+            )
+            self._chronicle(connection, letter, [row])
+        return row.sent_at
 
     def _release(self, outbox_id: int, error: str) -> None:
         self._update(outbox_id, status=OutboxStatus.PENDING, last_error=error, lease_until=None)
@@ -731,43 +766,48 @@ class LetterService:
         """A chronology entry for every copy that has reached a final state; returns the
         letter's outcome as it now stands."""
         letter, rows = loaded or self._load(letter_id)
-        wanted = {
-            _chronology_key(letter, "copy", row.id): row
-            for row in rows
-            if row.status in FINAL and row.status != OutboxStatus.PRINTED
-        }
-        if wanted:
-            entries = ChronologyEntry.__table__
+        if any(row.status in CHRONICLED for row in rows):
             with self.engine.begin() as connection:
-                have = set(
-                    connection.execute(
-                        select(entries.c.key).where(entries.c.key.in_(list(wanted)))
-                    ).scalars()
-                )
-                data = json.loads(letter.data).get("data", {})
-                stage = data.get("stage", "")
-                stage = stage if isinstance(stage, str) else ""
-                new = [
-                    {
-                        "key": key,
-                        "school_id": letter.school_id,
-                        "pupil_id": letter.pupil_id,
-                        "case_id": letter.case_id,
-                        "on_day": letter.written_on,
-                        "at": row.sent_at or datetime.now(UTC),
-                        "kind": "letter",
-                        "summary": _summary(letter, row),
-                        "actor": "engine",
-                        "role": "",
-                        "stage": stage,
-                        "detail": json.dumps(_detail(letter, row), sort_keys=True),
-                    }
-                    for key, row in wanted.items()
-                    if key not in have
-                ]
-                if new:
-                    connection.execute(insert(entries), new)
+                self._chronicle(connection, letter, rows)
         return Delivered(letter_id, *summarise(letter.audience, rows))
+
+    @staticmethod
+    def _chronicle(connection, letter: Letter, rows: list[Outbox]) -> None:
+        """Write the chronology entry of each copy in a final state that has none yet."""
+        wanted = {
+            _chronology_key(letter, "copy", row.id): row for row in rows if row.status in CHRONICLED
+        }
+        if not wanted:
+            return
+        entries = ChronologyEntry.__table__
+        have = set(
+            connection.execute(
+                select(entries.c.key).where(entries.c.key.in_(list(wanted)))
+            ).scalars()
+        )
+        data = json.loads(letter.data).get("data", {})
+        stage = data.get("stage", "")
+        stage = stage if isinstance(stage, str) else ""
+        new = [
+            {
+                "key": key,
+                "school_id": letter.school_id,
+                "pupil_id": letter.pupil_id,
+                "case_id": letter.case_id,
+                "on_day": letter.written_on,
+                "at": row.sent_at or datetime.now(UTC),
+                "kind": "letter",
+                "summary": _summary(letter, row),
+                "actor": "engine",
+                "role": "",
+                "stage": stage,
+                "detail": json.dumps(_detail(letter, row), sort_keys=True),
+            }
+            for key, row in wanted.items()
+            if key not in have
+        ]
+        if new:
+            connection.execute(insert(entries), new)
 
     def outcome(self, letter_id: int) -> Delivered:
         letter, rows = self._load(letter_id)
