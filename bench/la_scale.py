@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from demo.calendar import add_calendar, demo_calendar
 from demo.pupils import DemoPupil, generate_pupils
 from demo.register import generate_register
 from demo.schools import DemoSchool, even_roll, synthetic_schools
+from figures.calendars import school_calendar
 from figures.compute import compute_figures
 from imports.csv_marks import import_marks_csv
 from imports.marks import MarkRow, store_marks
@@ -71,7 +72,7 @@ WORKERS = 2  # figure workers, one per core, as a deployment runs the sweep
 IMPORT_RATIO_GOAL = 3.0
 FIGURES_SECONDS_GOAL = 10.0
 RESULTS = Path(__file__).parent / "RESULTS.md"
-SECTION = "## Register and figures (foundation)"
+SECTION = "## Register import and figures for a local authority (`bench/la_scale.py`)"
 CSV_HEADER = ("upn", "date", "session", "code", "minutes_late", "reason")  # the standard mapping
 
 
@@ -81,6 +82,11 @@ def main() -> None:
     parser.add_argument("--pupils", type=int, default=FULL_PUPILS)
     parser.add_argument("--data", type=Path, default=Path(__file__).parent / "data")
     parser.add_argument("--rebuild", action="store_true", help="build the LA again")
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="build the LA and stop (untimed: need not hold the benchmark lock)",
+    )
     args = parser.parse_args()
     full = (args.schools, args.pupils) == (FULL_SCHOOLS, FULL_PUPILS)
     data = args.data / f"la-{args.schools}-{args.pupils}-seed{SEED}"
@@ -99,6 +105,8 @@ def main() -> None:
         setup = build(data, la_schools(args.schools, args.pupils, SEED))
     else:
         print(f"reusing the LA in {data} (--rebuild to build it again)")
+    if args.build_only:
+        return
     print(
         f"setup: {setup['schools']} schools, {setup['pupils']:,} pupils, "
         f"{setup['marks']:,} marks stored in {setup['seconds']:.0f} s "
@@ -113,9 +121,16 @@ def main() -> None:
     files = [(s["id"], data / "csv" / f"{s['urn']}.csv") for s in setup["school_list"]]
     for _, path in files:
         path.read_bytes()  # both importers find the files in the OS cache
+    with Session(engine) as session:  # what a running process has done once: England's
+        school_calendar(session, files[0][0])  # bank holidays (the `holidays` package)
+    load_start = loadavg()
+    started_at = datetime.now(UTC)
+    print(f"load average at start: {load_start}", flush=True)
 
     bare_import_s, bare_rows = bare_import(engine, files)
     print(f"(a) bare import: {bare_rows:,} rows in {bare_import_s:.2f} s", flush=True)
+    indexed_s, _ = bare_import(engine, files, indexed=True)
+    print(f"(a) bare import, into a table with an index: {indexed_s:.2f} s", flush=True)
     import_s, imported = our_import(engine, files)
     print(f"(a) import_marks_csv: {imported:,} marks in {import_s:.2f} s", flush=True)
 
@@ -133,12 +148,15 @@ def main() -> None:
         flush=True,
     )
     engine.dispose()
+    load_end = loadavg()
+    print(f"load average at end: {load_end}", flush=True)
 
     result = {
         "host": host,
         "setup": setup,
-        "import": (import_s, imported, bare_import_s, bare_rows),
+        "import": (import_s, imported, bare_import_s, bare_rows, indexed_s),
         "figures": (single_s, pooled_s, pupils, bare_figures_s),
+        "run": (started_at, load_start, load_end),
     }
     section = report(result)
     print()
@@ -324,15 +342,22 @@ def our_import(engine: Engine, files: Sequence[tuple[int, Path]]) -> tuple[float
     return time.perf_counter() - started, marks
 
 
-def bare_import(engine: Engine, files: Sequence[tuple[int, Path]]) -> tuple[float, int]:
+def bare_import(
+    engine: Engine, files: Sequence[tuple[int, Path]], indexed: bool = False
+) -> tuple[float, int]:
     """csv.reader and one plain executemany INSERT per file into a table with no index
-    or constraint, one transaction per file, on the same database and connection setup."""
+    or constraint, one transaction per file, on the same database and connection setup.
+    `indexed`: into a table with a (day, upn, session) index, for context only (the
+    goal is against the plain insert)."""
+    table = "bare_indexed_mark" if indexed else "bare_mark"
     connection = engine.raw_connection()
     try:
         connection.execute(
-            "CREATE TABLE bare_mark (upn TEXT, day TEXT, session TEXT, code TEXT, "
+            f"CREATE TABLE {table} (upn TEXT, day TEXT, session TEXT, code TEXT, "
             "minutes_late INTEGER, reason TEXT)"
         )
+        if indexed:
+            connection.execute(f"CREATE INDEX ix_{table} ON {table} (day, upn, session)")
         connection.commit()
         rows = 0
         started = time.perf_counter()
@@ -341,7 +366,7 @@ def bare_import(engine: Engine, files: Sequence[tuple[int, Path]]) -> tuple[floa
                 reader = csv.reader(f)
                 next(reader)
                 cursor = connection.cursor()
-                cursor.executemany("INSERT INTO bare_mark VALUES (?, ?, ?, ?, ?, ?)", reader)
+                cursor.executemany(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)", reader)
                 rows += cursor.rowcount
                 connection.commit()
         return time.perf_counter() - started, rows
@@ -459,10 +484,16 @@ def machine() -> dict:
     }
 
 
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def report(result: dict) -> str:
     host, setup = result["host"], result["setup"]
-    import_s, imported, bare_import_s, bare_rows = result["import"]
+    import_s, imported, bare_import_s, bare_rows, indexed_s = result["import"]
     single_s, pooled_s, pupils, bare_figures_s = result["figures"]
+    started_at, load_start, load_end = result["run"]
     import_ratio = import_s / bare_import_s
     best_figures = min(single_s, pooled_s)
     import_met = "met" if import_ratio <= IMPORT_RATIO_GOAL else "NOT met"
@@ -470,12 +501,15 @@ def report(result: dict) -> str:
     return f"""{SECTION}
 
 `.venv/bin/python -m bench.la_scale` ({setup["schools"]} schools, {setup["pupils"]:,} pupils),
-run {date.today().isoformat()}.
+run {started_at:%Y-%m-%d %H:%M} UTC. Load average (1, 5, 15 min) at start {load_start},
+at end {load_end}: the machine is shared, and a load above its {host["nproc"]} cores slows
+every figure here, ours and bare alike.
 
-Machine: {host["nproc"]} cores ({host["cpu"]}), {host["ram_gib"]:.1f} GiB RAM,
-SQLite {host["sqlite"]}, Python {host["python"]}; the database is a file on local disk.
+Machine: {host["nproc"]} cores (`nproc`; {host["cpu"]}), {host["ram_gib"]:.1f} GiB RAM,
+SQLite {host["sqlite"]} (WAL, synchronous=NORMAL), Python {host["python"]}; the database
+is a file on local disk.
 
-Setup (built once, cached under `bench/data/`): the demo register from
+Setup (built once, cached under `bench/data/`, git-ignored): the demo register from
 {FIRST_DAY:%a %d %b %Y} to {LAST_STORED:%a %d %b %Y}, {setup["marks"]:,} marks, stored
 through `store_marks` one transaction per school in {setup["store_seconds"]:.0f} s
 ({setup["store_rate"]:,.0f} marks/s; {setup["seconds"]:.0f} s in all with generating the
@@ -492,9 +526,12 @@ data); database {setup["db_bytes"] / 1e9:.2f} GB.
 | {pooled_s:.2f} s | {bare_figures_s:.2f} s | {pooled_s / bare_figures_s:.2f}x |
 
 - (a) ours: `import_marks_csv` with the `standard` mapping, one transaction per file as
-  `attend import marks` does, into a copy of the history: parsing, validation, the marks
-  and the weekly register. Bare: csv.reader and one plain `executemany` INSERT per file
-  into a table with no index or constraint, in the same database file.
+  `attend import marks` does, into a copy of the history: parsing, validation, the
+  stored marks of the day (for amendments), the marks and the weekly register. Bare:
+  csv.reader and one plain `executemany` INSERT per file into a table with no index or
+  constraint, in the same database file. For context, the same plain insert into a table
+  with one (day, UPN, session) index took {indexed_s:.2f} s
+  ({indexed_s / bare_import_s:.2f}x the bare).
 - (b) ours: `compute_figures` for every school as of {IMPORT_DAY:%d %b %Y} (every figure
   the sweep compares with the policy, over the year, half-term and rolling windows), in
   one process and in a pool of {WORKERS} (one per core, as the sweep's worker runs). Bare:
