@@ -454,8 +454,11 @@ def test_every_template_makes_a_pdf_with_the_figures():
         "la/evidence_pack",
     ):
         context = sample_context(policy, template)
-        text = flat(pdf_text(html_to_pdf(render(template, context))))
+        pdf = html_to_pdf(render(template, context))
+        text = flat(pdf_text(pdf))
         assert "Maisie" in text
+        # An outline to find the sections of an LA document by; none in a letter.
+        assert bool(pypdf.PdfReader(io.BytesIO(pdf)).outline) == template.startswith("la/")
         if template != "springbank/calling_card":
             assert "88.7%" in text
             assert "Thursday 3 September 2026" in text
