@@ -206,13 +206,14 @@ async def bare_round(client: Client, first: int, count: int) -> float:
 
 async def our_round(client: Client, school_id: int) -> tuple[float, object]:
     """The real sweep of one school; the fan-out activity's seconds, from its history."""
-    from workflows.sweep import RegisterCloseInput, RegisterCloseSweep
+    from workflows.sweep import SWEEP_FIRST, RegisterCloseInput, RegisterCloseSweep
 
     handle = await client.start_workflow(
         RegisterCloseSweep.run,
         RegisterCloseInput(school_id=school_id, as_of=SWEEP_DAY.isoformat()),
         id=f"register-close-{school_id}-{SWEEP_DAY}",
         task_queue=OURS_QUEUE,
+        priority=SWEEP_FIRST,
     )
     result = await handle.result()
     scheduled = {}
@@ -282,6 +283,9 @@ async def run(schools: int, pupils: int, keep: Path | None) -> dict:
             str(free_port()),
             "--log-level",
             "error",
+            # Task priority (the sweep's activities before the cases' backlog).
+            "--dynamic-config-value",
+            "matching.useNewMatcher=true",
         ],
         stdout=subprocess.DEVNULL,
         stderr=(work / "server.log").open("w"),
