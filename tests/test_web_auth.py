@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 
 import web.accounts
 import web.queries
+from figures.compute import compute_figures
 from imports.marks import MarkRow, store_marks
 from letters.catalogue import spec_for
 from letters.service import LetterService
@@ -989,3 +990,24 @@ def test_school_figures_kept_follow_the_register(engine, world):
     after = codes()
     assert "N" not in after
     assert after["I"] == before.get("I", 0) + 2
+
+
+def test_a_few_pupils_figures_are_those_of_the_whole_school(engine, world, caplog):
+    """A case and the approvals queue compute figures for their pupils only: the same as
+    the whole school's for them, and without falling back to the whole school."""
+    wanted = [world.pupil_ids["case"], world.pupil_ids["decision"]]
+    with Session(engine, expire_on_commit=False) as session:
+        school = session.get(School, world.school.id)
+        ctx = web.queries.school_context(session, school)
+        whole = compute_figures(
+            session=session,
+            school_id=school.id,
+            as_of=ctx.as_of,
+            rules=ctx.policy.figure_rules(),
+            calendar=ctx.calendar,
+        )
+        some = web.queries.figures_of(session, ctx, wanted)
+    assert len(whole) == 3 and sorted(some) == sorted(wanted)
+    assert some == {f.pupil_id: f for f in whole if f.pupil_id in wanted}
+    assert some[world.pupil_ids["decision"]].unauthorised_year == 10  # five days of O
+    assert "whole school" not in caplog.text

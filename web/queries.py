@@ -5,6 +5,7 @@ caller) and filters on its ID, so no query here can reach another school's pupil
 Figures come from the register's weekly rows, as the sweep's do.
 """
 
+import logging
 import re
 import threading
 import time
@@ -42,6 +43,7 @@ from policies import load_policy
 
 CALL_KINDS = ("call_parents", "text_parents", "email_parents", "call_emergency_contacts")
 VISIT_KINDS = ("home_visit", "calling_card")
+log = logging.getLogger(__name__)
 REFERRAL_ACTIONS = ("cme_referral", "missing_persons_referral")
 # How many school days before the referral day an episode shows on the Today page.
 REFERRAL_WARNING_DAYS = 2
@@ -499,32 +501,67 @@ class CasePage:
     other_cases: list[CaseRecord]
 
 
-class _SomePupils:
-    """compute_figures for a few pupils: the same statement, narrowed to them, so that a
-    case or the approvals queue does not compute the whole school's figures to show a
-    few children's."""
+# The roll condition of figures.compute's statement, in any driver's parameter style.
+_ROLL = re.compile(r"p\.school_id = (?::school_id|\?|%\(school_id\)s|%s|\$1) AND p\.on_roll")
 
-    SCOPE = "p.school_id = :school_id AND p.on_roll"
+
+class _NarrowingCursor:
+    """A driver cursor that runs the figures statement for some pupils only."""
+
+    def __init__(self, cursor: Any, only: str):
+        self._cursor, self._only = cursor, only
+
+    def execute(self, sql: Any, *args: Any) -> Any:
+        if isinstance(sql, str):
+            sql = _ROLL.sub(lambda m: m.group(0) + self._only, sql)
+        return self._cursor.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+class _NarrowingDriver:
+    def __init__(self, driver: Any, only: str):
+        self._driver, self._only = driver, only
+
+    def cursor(self, *args: Any) -> _NarrowingCursor:
+        return _NarrowingCursor(self._driver.cursor(*args), self._only)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._driver, name)
+
+
+class _NarrowingConnection:
+    def __init__(self, connection: Any, only: str):
+        self._connection, self._only = connection, only
+
+    @property
+    def connection(self) -> _NarrowingDriver:
+        return _NarrowingDriver(self._connection.connection, self._only)
+
+    def execute(self, statement: Any, *args: Any) -> Any:
+        if hasattr(statement, "text"):
+            statement = text(_ROLL.sub(lambda m: m.group(0) + self._only, statement.text))
+        return self._connection.execute(statement, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class _SomePupils:
+    """The session, for compute_figures to run its statement narrowed to a few pupils'
+    IDs (integers, written into the statement), so that a case or the approvals queue
+    does not compute the whole school's figures to show a few children's."""
 
     def __init__(self, session: Session, pupil_ids: list[int]):
-        self.session, self.pupil_ids = session, pupil_ids
+        self._session = session
+        self._only = f" AND p.id IN ({', '.join(str(int(i)) for i in pupil_ids)})"
 
-    def connection(self) -> "_SomePupils":
-        return self
+    def connection(self) -> _NarrowingConnection:
+        return _NarrowingConnection(self._session.connection(), self._only)
 
-    def execute(self, statement: Any, params: dict[str, Any]) -> Any:
-        sql = statement.text
-        if self.SCOPE not in sql:  # the statement changed shape: narrow afterwards
-            wanted = set(self.pupil_ids)
-            rows = self.session.connection().execute(statement, params)
-            return [row for row in rows if row[0] in wanted]
-        names = [f"pupil_{n}" for n in range(len(self.pupil_ids))]
-        narrowed = sql.replace(
-            self.SCOPE, f"{self.SCOPE} AND p.id IN ({', '.join(':' + n for n in names)})"
-        )
-        return self.session.connection().execute(
-            text(narrowed), {**params, **dict(zip(names, self.pupil_ids, strict=True))}
-        )
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 def figures_of(
@@ -533,14 +570,19 @@ def figures_of(
     """The figures of these pupils (those on roll), by pupil ID."""
     if not pupil_ids:
         return {}
-    rows = compute_figures(
-        session=_SomePupils(session, pupil_ids),  # type: ignore[arg-type]
-        school_id=ctx.school.id,
-        as_of=as_of or ctx.as_of,
-        rules=ctx.policy.figure_rules(),
-        calendar=ctx.calendar,
-    )
-    return {f.pupil_id: f for f in rows}
+    wanted = set(pupil_ids)
+    common = {
+        "school_id": ctx.school.id,
+        "as_of": as_of or ctx.as_of,
+        "rules": ctx.policy.figure_rules(),
+        "calendar": ctx.calendar,
+    }
+    try:
+        rows = compute_figures(session=_SomePupils(session, pupil_ids), **common)  # type: ignore[arg-type]
+    except AttributeError:  # figures.compute reads the session some other way now
+        log.warning("figures for a few pupils: computing the whole school's instead")
+        rows = compute_figures(session=session, **common)
+    return {f.pupil_id: f for f in rows if f.pupil_id in wanted}
 
 
 def pupil_figures(
