@@ -33,6 +33,7 @@ import platform
 import random
 import re
 import shutil
+import signal
 import statistics
 import sys
 import time
@@ -85,6 +86,8 @@ def main() -> None:
         "--parts", default="abc", help="which of (a), (b), (c) to run; only all three record"
     )
     args = parser.parse_args()
+    # Stopped with SIGTERM: unwind, so the SMTP server and PDF processes stop with it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     host = machine()
     host["load_start"] = os.getloadavg()
     print(
