@@ -917,14 +917,16 @@ async def test_all_saints_monitoring_up_every_rung_and_back_down(
             (1, 160, "paid"),
             (1, 160, "paid"),
         ]
-    # Up: a letter at each rung that has one (Appendix 1's Stage 1 and 2 letters alongside,
-    # the "a" versions: all the absence is illness), the final warning once approved, the
+    # Up: a letter at each rung (Appendix 1's Stage 1 and 2 letters alongside, the "a"
+    # versions: all the absence is illness), the final warning once approved, the
     # LA's penalty-notice request; down: the positive letter of each rung left that has one.
     assert letters_sent(engine) == [
         "all_saints/below_96",
         "all_saints/stage_1a",
         "all_saints/monitored",
         "all_saints/stage_2a",
+        "all_saints/targets_meeting",
+        "all_saints/parenting_contract",
         "all_saints/final_warning",
         "la/penalty_notice_request",
         "all_saints/positive",
@@ -1056,7 +1058,7 @@ async def test_all_saints_appendix_1_stages_at_the_five_review_points(
         returns = session.exec(select(LAReturn).where(LAReturn.pupil_id == pupil.id)).all()
         assert "prosecution_referral" in [r.kind for r in returns]
     # The "b" letters at Stages 1-3, the formal warning once countersigned, and the
-    # referral to the LA with its evidence pack.
+    # referral to the LA with its evidence pack, of which the parents are told.
     assert letters_sent(engine) == [
         "all_saints/below_96",
         "all_saints/stage_1b",
@@ -1064,6 +1066,7 @@ async def test_all_saints_appendix_1_stages_at_the_five_review_points(
         "all_saints/stage_3b",
         "all_saints/stage_4_formal_warning",
         "la/legal_referral",
+        "all_saints/stage_5_referral",
     ]
     await keep_history(handle, "case-all-saints-appendix-1")
 
