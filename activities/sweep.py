@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 class RecordThresholdsInput:
     school_id: int
     as_of: str  # ISO date
+    list_changes: bool = False  # True: every change in the result, not only the counts
 
 
 @dataclass
@@ -52,7 +53,9 @@ class RecordThresholdsResult:
     school_id: int
     as_of: str
     pupils: int
-    changes: list[ThresholdChange] = field(default_factory=list)
+    changes: list[ThresholdChange] = field(default_factory=list)  # with list_changes only
+    crossed: int = 0
+    cleared: int = 0
 
 
 class SweepActivities:
@@ -77,6 +80,9 @@ class SweepActivities:
                 .where(ThresholdCrossing.school_id == school.id, ThresholdCrossing.on_day == as_of)
                 .order_by(ThresholdCrossing.pupil_id, ThresholdCrossing.threshold)
             ).all()
+            # Counts only, unless asked: a school's first sweep may hold thousands of
+            # changes, and the sweep's history (decoded by its workflow within the
+            # deadlock timeout) should not. The fan-out reads them from SQL.
             return RecordThresholdsResult(
                 school_id=school.id,
                 as_of=input.as_of,
@@ -84,7 +90,11 @@ class SweepActivities:
                 changes=[
                     ThresholdChange(c.pupil_id, c.threshold, c.direction, c.value)
                     for c in crossings
-                ],
+                ]
+                if input.list_changes
+                else [],
+                crossed=sum(c.direction == "crossed" for c in crossings),
+                cleared=sum(c.direction == "cleared" for c in crossings),
             )
 
 

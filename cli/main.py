@@ -175,7 +175,9 @@ def sweep(
         client = await Client.connect(settings.temporal_address)
         result = await client.execute_workflow(
             RegisterCloseSweep.run,
-            RegisterCloseInput(school_id=found.id, as_of=as_of, time_zone=time_zone),
+            RegisterCloseInput(
+                school_id=found.id, as_of=as_of, time_zone=time_zone, list_changes=True
+            ),
             id=f"register-close-{found.id}-manual-{as_of or 'today'}",
             task_queue=settings.task_queue,
         )

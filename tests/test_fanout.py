@@ -59,7 +59,7 @@ async def sweep(
 ) -> RegisterCloseResult:
     handle = await client.start_workflow(
         RegisterCloseSweep.run,
-        RegisterCloseInput(school_id=school_id, as_of=day),
+        RegisterCloseInput(school_id=school_id, as_of=day, list_changes=True),
         id=f"sweep-{run}-{tq}",
         task_queue=tq,
     )

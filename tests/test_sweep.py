@@ -29,7 +29,9 @@ async def test_sweep_records_crossings_once(temporal_env, engine, school, task_q
     async with build_worker(temporal_env.client, engine=engine, task_queue=task_queue):
         result = await temporal_env.client.execute_workflow(
             RegisterCloseSweep.run,
-            RegisterCloseInput(school_id=school.id, as_of="2026-11-25", fan_out=False),
+            RegisterCloseInput(
+                school_id=school.id, as_of="2026-11-25", fan_out=False, list_changes=True
+            ),
             id=f"sweep-{task_queue}",
             task_queue=task_queue,
         )
@@ -42,11 +44,23 @@ async def test_sweep_records_crossings_once(temporal_env, engine, school, task_q
 
         again = await temporal_env.client.execute_workflow(
             RegisterCloseSweep.run,
-            RegisterCloseInput(school_id=school.id, as_of="2026-11-25", fan_out=False),
+            RegisterCloseInput(
+                school_id=school.id, as_of="2026-11-25", fan_out=False, list_changes=True
+            ),
             id=f"sweep-again-{task_queue}",
             task_queue=task_queue,
         )
         assert again.changes == result.changes  # the same day's crossings, not new ones
+        # A school's own sweep returns the counts only, keeping its history small.
+        counted = await temporal_env.client.execute_workflow(
+            RegisterCloseSweep.run,
+            RegisterCloseInput(school_id=school.id, as_of="2026-11-25", fan_out=False),
+            id=f"sweep-counted-{task_queue}",
+            task_queue=task_queue,
+        )
+        crossed = sum(c.direction == "crossed" for c in result.changes)
+        assert (counted.changes, counted.crossed, counted.cleared) == ([], crossed, 0)
+        assert result.crossed == crossed >= 2
     with Session(engine) as session:
         rows = session.exec(select(ThresholdCrossing)).all()
         assert len(rows) == len(result.changes)

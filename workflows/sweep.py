@@ -32,6 +32,7 @@ class RegisterCloseInput:
     as_of: str | None = None  # ISO date; by default today in the school's time zone
     time_zone: str = "Europe/London"
     fan_out: bool = True  # False: record the day's changes only, signal no workflow
+    list_changes: bool = False  # True: the day's changes in the result (tests, tools)
 
 
 @dataclass
@@ -58,7 +59,9 @@ class RegisterCloseSweep:
         as_of = input.as_of or workflow.now().astimezone(ZoneInfo(input.time_zone)).date()
         recorded = await workflow.execute_activity_method(
             SweepActivities.record_threshold_crossings,
-            RecordThresholdsInput(school_id=input.school_id, as_of=str(as_of)),
+            RecordThresholdsInput(
+                school_id=input.school_id, as_of=str(as_of), list_changes=input.list_changes
+            ),
             start_to_close_timeout=timedelta(minutes=10),
             priority=SWEEP_FIRST,
         )
@@ -77,8 +80,8 @@ class RegisterCloseSweep:
             school_id=recorded.school_id,
             as_of=recorded.as_of,
             pupils=recorded.pupils,
-            crossed=sum(c.direction == "crossed" for c in recorded.changes),
-            cleared=sum(c.direction == "cleared" for c in recorded.changes),
+            crossed=recorded.crossed,
+            cleared=recorded.cleared,
             changes=recorded.changes,
             fan_out=fanned,
         )
