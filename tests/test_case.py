@@ -1192,3 +1192,81 @@ async def test_attendance_and_sickness_returns_are_raised_for_the_la(
         "Attendance return to the LA: 10 continuous school days unauthorised",
         "Sickness return to the LA: 15 school days of illness",
     ]
+
+
+async def test_sevenoaks_up_to_the_las_advice_and_back_down(
+    temporal_env, engine, settings, task_queue
+):
+    # Unauthorised (O) all week, Mon 14 - Fri 18 Sep; present every other session.
+    absent = {}
+    for day in ("14", "15", "16", "17", "18"):
+        absent |= both(f"2026-09-{day}", "O")
+    school, pupil = school_pupil(engine, "sevenoaks", absent)
+    ladder = "pastoral"
+    pa, pn, below = "persistent_absence", "penalty_notice_consideration", "half_term_below_90"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        # Mon 14 Sep: 14 of 16 sessions this half-term, 87.5%: the pastoral meeting.
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged("2026-09-14", [below], [below]),
+        )
+        await until_stage(handle, ladder, "pastoral_meeting")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-09-15T16:00", "parents and student", "Mr Hale", "senior_attendance_champion"
+            ),
+        )
+        await temporal_env.fast_forward(handle, timedelta(days=2))
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-09-16", [below, pa], [pa]),
+        )
+        await told(handle, [below, pa])
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(attended=False, by="Mr Hale", role="senior_attendance_champion"),
+        )
+        # Fri 18 Sep: 10 unauthorised sessions in 10 school weeks: the DSL seeks the LA's
+        # advice.
+        await temporal_env.fast_forward(handle, timedelta(days=2))
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-09-18", [below, pn, pa], [pn]),
+        )
+        await until_stage(handle, ladder, "la_advice")
+        # Mon 2 Nov, a new half-term (86.84% for the year); Fri 20 Nov, 92 of 102 (90.2%):
+        # no longer persistently absent; in both, ten unauthorised sessions still in the
+        # window, so the LA's advice stays.
+        today = date(2026, 9, 18)
+        for day, holding, cleared in (
+            ("2026-11-02", [pn, pa], [below]),
+            ("2026-11-20", [pn], [pa]),
+        ):
+            await temporal_env.fast_forward(handle, date.fromisoformat(day) - today)
+            today = date.fromisoformat(day)
+            await handle.signal(
+                AttendanceCase.thresholds_changed, ThresholdsChanged(day, holding, [], cleared)
+            )
+            await told(handle, holding)
+            assert (await handle.query(AttendanceCase.status)).ladder_stages[ladder] == "la_advice"
+        # Mon 30 Nov: the unauthorised week has left the 10-week window: back down, and on
+        # off the ladder, the half-term's attendance being over 90% too.
+        await temporal_env.fast_forward(handle, timedelta(days=10))
+        await handle.signal(
+            AttendanceCase.thresholds_changed, ThresholdsChanged("2026-11-30", [], [], [pn])
+        )
+        await until_stage(handle, ladder, None)
+
+    name = "Pastoral support (§3.11, §7.3): "
+    assert [s.removeprefix(name) for s in chronology(engine, "stage") if s.startswith(name)] == [
+        "Meeting arranged by the Deputy Head Pastoral (over half_term_below_90)",
+        "The DSL seeks the LA's advice (over penalty_notice_consideration)",
+        "back to Meeting arranged by the Deputy Head Pastoral (back above the line)",
+        "off the ladder (back above the line)",
+    ]

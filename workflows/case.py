@@ -360,6 +360,15 @@ class AttendanceCase:
                 await self._enter(ladder, stage, f"over {why}")
             elif ls.stage and self._recovered(ladder, ls) and not self._pending(ls):
                 await self._step_down(ladder, "back above the line")
+                # On down while the rung reached has no review of its own and its line is
+                # clear too (cases that stepped down once before this replay as they ran).
+                if workflow.patched("step-down-while-clear"):
+                    while (
+                        (ls := self.state.ladders[ladder.id]).stage
+                        and self._recovered(ladder, ls)
+                        and not self._pending(ls)
+                    ):
+                        await self._step_down(ladder, "back above the line")
 
     def _recovered(self, ladder: CaseLadder, ls: LadderState) -> bool:
         """A stage with no review of its own ends when the pupil is back over its line."""
