@@ -45,6 +45,9 @@ ACTIVITY = {
     "start_to_close_timeout": timedelta(minutes=5),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=1)),
 }
+# Writing and sending a letter heartbeats after each step: a worker lost mid-letter is
+# noticed in a minute rather than at the five-minute timeout.
+LETTER_ACTIVITY = {**ACTIVITY, "heartbeat_timeout": timedelta(minutes=1)}
 STAFF_ROLES = (
     "office_staff",
     "attendance_officer",
@@ -662,7 +665,7 @@ class AttendanceCase:
                 case_id=workflow.info().workflow_id,
                 as_of=self._today(),
             ),
-            **ACTIVITY,
+            **LETTER_ACTIVITY,
         )
 
     async def _close(self, why: str) -> None:
