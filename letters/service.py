@@ -960,14 +960,17 @@ def _summary(letter: Letter, row: Outbox) -> str:
             return f"{title} emailed to {row.recipient_name}"
         why = f" after email failed ({row.last_error})" if row.last_error else ""
         return f"{title} ready to submit to {row.recipient_name}{why}"
+    # Parents with addresses of their own each get the household's copy: the address
+    # says which of them this entry is about.
+    at = f" at {row.email}" if row.email else ""
     if status == OutboxStatus.SENT:
-        return f"{title} emailed to {row.recipient_name}"
+        return f"{title} emailed to {row.recipient_name}{at}"
     if status == OutboxStatus.QUEUED_FOR_POST:
         instead = " instead of email" if row.fallback_for else ""
         return f"{title} queued for post to {row.recipient_name}{instead}"
     if status == OutboxStatus.FAILED:
         return (
-            f"{title}: email to {row.recipient_name} failed after {row.attempts} "
+            f"{title}: email to {row.recipient_name}{at} failed after {row.attempts} "
             f"attempt{'s' if row.attempts != 1 else ''} ({row.last_error})"
         )
     if status == OutboxStatus.NO_ADDRESS:

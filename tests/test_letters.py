@@ -636,7 +636,7 @@ async def test_the_email_that_arrives(engine, smtp, service):
     # The case's chronology: what was sent, how, to whom and when.
     entries = {e.summary: e for e in rows(engine, ChronologyEntry)}
     title = "Letter \u201cMaisie's attendance: Stage 1 letter\u201d (all_saints/stage_1b)"
-    emailed = entries[f"{title} emailed to Mrs Jane Whitlock and Mr Tom Whitlock"]
+    emailed = entries[f"{title} emailed to Mrs Jane Whitlock and Mr Tom Whitlock at {copy.email}"]
     posted = entries[f"{title} queued for post to Mrs Jane Whitlock and Mr Tom Whitlock"]
     assert len(entries) == 2
     assert emailed.case_id == posted.case_id == "case-1"
@@ -791,7 +791,8 @@ async def test_an_unreachable_server_is_retried_then_the_letter_goes_by_post(eng
     assert post_copy.copy_sha256 == email_copy.copy_sha256
     summaries = [e.summary for e in rows(engine, ChronologyEntry)]
     assert any(
-        "email to Ms Ana Rees failed after 3 attempts (SMTPConnectError)" in s for s in summaries
+        "email to Ms Ana Rees at ana@example.org failed after 3 attempts (SMTPConnectError)" in s
+        for s in summaries
     )
     assert any("queued for post to Ms Ana Rees instead of email" in s for s in summaries)
     assert {e.case_id for e in rows(engine, ChronologyEntry)} == {"case-9"}
