@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, func, insert, select, tuple_
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -75,26 +75,34 @@ class SweepActivities:
                 session=session, school_id=school.id, as_of=as_of, rules=policy.figure_rules()
             )
             _record_changes(session, school.id, as_of, policy.thresholds, figures)
-            crossings = session.scalars(
-                select(ThresholdCrossing)
-                .where(ThresholdCrossing.school_id == school.id, ThresholdCrossing.on_day == as_of)
-                .order_by(ThresholdCrossing.pupil_id, ThresholdCrossing.threshold)
-            ).all()
+            today = (ThresholdCrossing.school_id == school.id, ThresholdCrossing.on_day == as_of)
             # Counts only, unless asked: a school's first sweep may hold thousands of
             # changes, and the sweep's history (decoded by its workflow within the
             # deadlock timeout) should not. The fan-out reads them from SQL.
+            counts = dict(
+                session.execute(
+                    select(ThresholdCrossing.direction, func.count())
+                    .where(*today)
+                    .group_by(ThresholdCrossing.direction)
+                ).all()
+            )
+            changes = []
+            if input.list_changes:
+                changes = [
+                    ThresholdChange(c.pupil_id, c.threshold, c.direction, c.value)
+                    for c in session.scalars(
+                        select(ThresholdCrossing)
+                        .where(*today)
+                        .order_by(ThresholdCrossing.pupil_id, ThresholdCrossing.threshold)
+                    )
+                ]
             return RecordThresholdsResult(
                 school_id=school.id,
                 as_of=input.as_of,
                 pupils=len(figures),
-                changes=[
-                    ThresholdChange(c.pupil_id, c.threshold, c.direction, c.value)
-                    for c in crossings
-                ]
-                if input.list_changes
-                else [],
-                crossed=sum(c.direction == "crossed" for c in crossings),
-                cleared=sum(c.direction == "cleared" for c in crossings),
+                changes=changes,
+                crossed=counts.get("crossed", 0),
+                cleared=counts.get("cleared", 0),
             )
 
 

@@ -40,6 +40,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
+from activities.sweep import case_workflow_id, episode_workflow_id
 from database import make_engine
 from demo.calendar import add_calendar
 from figures.compute import compute_figures
@@ -386,12 +387,15 @@ class _Run:
         )
 
     def _case_id(self, day: date) -> str:
-        return f"attendance-case-{self.pupil.id}-{academic_year_of(day)}"
+        return case_workflow_id(self.pupil.id, academic_year_of(day))
 
     async def _discover(self, day: date) -> None:
         """Find the workflows the sweep started for the pupil: the year's case, and an
         absence episode whose first day is today."""
-        for workflow_id in (self._case_id(day), f"absence-{self.pupil.id}-{day.isoformat()}"):
+        for workflow_id in (
+            self._case_id(day),
+            episode_workflow_id(self.pupil.id, day.isoformat()),
+        ):
             if workflow_id in self.known:
                 continue
             try:

@@ -300,11 +300,13 @@ def school_pupil(engine, policy: str, absent: dict, *, first="2026-09-03", flags
         return school, pupil
 
 
-async def start_case(env, school, pupil, task_queue, change: ThresholdsChanged) -> WorkflowHandle:
+async def start_case(
+    env, school, pupil, task_queue, change: ThresholdsChanged, **case_input
+) -> WorkflowHandle:
     with env.with_time_skipping_disabled():
         return await env.client.start_workflow(
             AttendanceCase.run,
-            AttendanceCaseInput(school_id=school.id, pupil_id=pupil.id, academic_year=2026),
+            AttendanceCaseInput(school.id, pupil.id, 2026, **case_input),
             id=f"attendance-case-{pupil.id}-2026-{task_queue}",
             task_queue=task_queue,
             start_signal="thresholds_changed",
@@ -1082,15 +1084,14 @@ async def test_a_long_case_continues_as_new_and_keeps_its_state(
     async with build_worker(
         temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
     ):
-        with temporal_env.with_time_skipping_disabled():
-            handle = await temporal_env.client.start_workflow(
-                AttendanceCase.run,
-                AttendanceCaseInput(school.id, pupil.id, 2026, continue_after_events=40),
-                id=f"attendance-case-{pupil.id}-2026-{task_queue}",
-                task_queue=task_queue,
-                start_signal="thresholds_changed",
-                start_signal_args=[ThresholdsChanged("2026-11-13", ["below_97"], ["below_97"])],
-            )
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged("2026-11-13", ["below_97"], ["below_97"]),
+            continue_after_events=40,
+        )
         first_run = (await handle.describe()).run_id
         await until_stage(handle, ladder, "concern_letter")
         # As in the walk above: no improvement by Fri 11 Dec, the SAC's meeting.
