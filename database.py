@@ -4,11 +4,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 import models.tables  # noqa: F401  (registers the tables)
+from figures.register_week import packed_counts_sql
 
 SessionFactory = Callable[[], Session]
 
@@ -32,6 +33,7 @@ def make_engine(url: str) -> Engine:
 
     SQLModel.metadata.create_all(engine)
     with engine.begin() as connection:
+        _add_packed_week_counts(connection)
         if engine.dialect.name == "sqlite":
             _sqlite_index_stats(connection)
         elif engine.dialect.name == "postgresql":
@@ -42,6 +44,15 @@ def make_engine(url: str) -> Engine:
                 )
             )
     return engine
+
+
+def _add_packed_week_counts(connection: Connection) -> None:
+    """A database made before RegisterWeek.counts existed gets it, filled from each week's
+    own count columns."""
+    if "counts" in {c["name"] for c in inspect(connection).get_columns("registerweek")}:
+        return
+    connection.execute(text("ALTER TABLE registerweek ADD COLUMN counts BIGINT NOT NULL DEFAULT 0"))
+    connection.execute(text(f"UPDATE registerweek SET counts = {packed_counts_sql()}"))
 
 
 # What SQLite's planner is told about indexes whose statistics ANALYZE has not measured

@@ -3,7 +3,8 @@
 Date ranges (this year, this half-term, the rolling school weeks) are worked out in
 Python from the school's calendar; SQL then sums the compact weekly register. One pass
 over each pupil's weeks sums the count columns of the weeks a range touches (one cheap
-comparison per range, none for a range that starts where the pass does); then, once per
+comparison per range, none for a range that starts where the pass does; six counts
+at once, packed in one column, see figures.register_week.PACKED_COUNTS); then, once per
 pupil, the sessions of a range's first and last week that fall outside it are taken off
 by counting characters of that week's `marks`. Works the same on SQLite and PostgreSQL.
 """
@@ -18,8 +19,11 @@ from sqlmodel import Session
 
 from figures.calendars import school_calendar
 from figures.register_week import (
+    MAX_PACKED_WEEKS,
+    PACKED_COUNTS,
     SLOTS,
     count_classes,
+    packed_count,
     possible_in,
     trailing_absence_in,
 )
@@ -125,22 +129,22 @@ class _Statement:
         self.first_week = first_week
         self.last_week = last_week
         self.sqlite = sqlite
-        self.sums: list[str] = []
-        self.picked: dict[tuple[date, str], str] = {}
+        if (last_week - first_week).days // 7 >= MAX_PACKED_WEEKS:
+            raise ValueError(f"{first_week} to {last_week}: too many weeks to sum in one go")
+        self.sums: dict[str, str] = {}  # aggregate: its column of `f`
 
     def week(self, day: date, column: str = "marks") -> str:
         """The column of `day`'s week's row (NULL if the pupil has none), as a column of `f`."""
-        key = (week_start(day), column)
-        if key not in self.picked:
-            self.picked[key] = self.inner(
-                f"MAX(CASE WHEN w.week_start = {_lit(key[0])} THEN w.{column} END)"
-            )
-        return self.picked[key]
+        return self.inner(
+            f"MAX(CASE WHEN w.week_start = {_lit(week_start(day))} THEN w.{column} END)"
+        )
 
     def inner(self, expr: str) -> str:
-        """Add an aggregate to the inner query; its column of `f`."""
-        self.sums.append(f"{expr} AS s{len(self.sums)}")
-        return f"f.s{len(self.sums) - 1}"
+        """An aggregate of the inner query (added once however often asked for); its
+        column of `f`."""
+        if expr not in self.sums:
+            self.sums[expr] = f"f.s{len(self.sums)}"
+        return self.sums[expr]
 
     def range_sum(self, classes: str, span: DateRange) -> str:
         """SQL for the sessions in `span` whose class is in `classes` (or POSSIBLE): the
@@ -150,17 +154,27 @@ class _Statement:
         first, last = week_start(span.first), week_start(span.last)
         if first < self.first_week or last > self.last_week:
             raise ValueError(f"{span} is outside the weeks summed")
+        if first == last:  # within one week: its `marks`, picked once for every such range
+            start, end = _first_slot(span.first), _last_slot(span.last)
+            if end < start:  # a weekend
+                return "0"
+            inside = f"substr({self.week(span.first)}, {start}, {end - start + 1})"
+            return f"COALESCE({_count(classes, inside)}, 0)"
         bounds = []
         if first > self.first_week:
             bounds.append(f"w.week_start >= {_lit(first)}")
         if last < self.last_week:
             bounds.append(f"w.week_start <= {_lit(last)}")
-        column = f"w.{_COLUMNS[classes]}"
+        name = _COLUMNS[classes]
+        packed = name in PACKED_COUNTS
+        column = "w.counts" if packed else f"w.{name}"
         if bounds and self.sqlite:  # a comparison is 0 or 1: cheaper than CASE, per row
             column = f"({' AND '.join(bounds)}) * {column}"
         elif bounds:
             column = f"CASE WHEN {' AND '.join(bounds)} THEN {column} END"
-        expr = f"COALESCE({self.inner(f'SUM({column})')}, 0)"
+        total = f"SUM({column})" if self.sqlite else f"CAST(SUM({column}) AS BIGINT)"
+        total = self.inner(total)
+        expr = f"COALESCE({packed_count(total, name) if packed else total}, 0)"
         start, end = _first_slot(span.first), _last_slot(span.last)
         if start > 1:
             before = _count(classes, f"substr({self.week(span.first)}, 1, {start - 1})")
@@ -202,15 +216,12 @@ def figures_sql(ranges: FigureRanges, dialect: str = "sqlite") -> str:
     last_break = sql.inner(
         f"MAX(CASE WHEN w.breaks_absence_run AND w.week_start < {this} THEN w.week_start END)"
     )
-    if _last_slot(r.as_of) == SLOTS:  # the whole week: its count columns say it
-        breaks = sql.week(r.as_of, "breaks_absence_run")
-        trailing = sql.week(r.as_of, "trailing_absence")
-        absent = f"{sql.week(r.as_of, 'unauthorised')} + {sql.week(r.as_of, 'unexplained')}"
-    else:
-        so_far = f"substr({sql.week(r.as_of)}, 1, {_last_slot(r.as_of)})"
-        breaks = f"{count_classes(so_far, PRESENT_CLASSES + AUTHORISED_CLASSES)} > 0"
-        trailing = trailing_absence_in(so_far)
-        absent = count_classes(so_far, ABSENCE_RETURN_CLASSES)
+    # This week's sessions are read from its `marks`, once per pupil, rather than picking
+    # its count columns out of every week row.
+    so_far = f"substr({sql.week(r.as_of)}, 1, {_last_slot(r.as_of)})"
+    breaks = f"{count_classes(so_far, PRESENT_CLASSES + AUTHORISED_CLASSES)} > 0"
+    trailing = trailing_absence_in(so_far)
+    absent = count_classes(so_far, ABSENCE_RETURN_CLASSES)
     figures.append(f"""CASE
         WHEN {breaks} THEN {trailing}
         ELSE COALESCE({absent}, 0) + COALESCE((
@@ -220,7 +231,9 @@ def figures_sql(ranges: FigureRanges, dialect: str = "sqlite") -> str:
             WHERE t.pupil_id = f.pupil_id AND t.week_start < {this}
               AND t.week_start >= COALESCE({last_break}, {first})
         ), 0) END""")
-    sums = ",\n            ".join(sql.sums)
+    sums = ",\n            ".join(
+        f"{expr} AS {column.removeprefix('f.')}" for expr, column in sql.sums.items()
+    )
     columns = ",\n        ".join(figures)
     return f"""
     SELECT f.pupil_id,

@@ -52,23 +52,49 @@ def trailing_absence_in(expr: str) -> str:
     return count_classes(tail, ABSENCE_RETURN_CLASSES)
 
 
+# The whole-week counts that the figures sum over date ranges, packed PACK_BITS bits each
+# (the first in the lowest bits) into RegisterWeek.counts: one SUM over a range then adds
+# all six, and the figures statement does a sixth of the work per week row. A sum of up
+# to MAX_PACKED_WEEKS weeks cannot carry one count into the next.
+PACKED_COUNTS = ("possible", "present", "authorised", "illness", "unauthorised", "unexplained")
+PACK_BITS = 10
+MAX_PACKED_WEEKS = ((1 << PACK_BITS) - 1) // SLOTS
+
+
+def packed_count(expr: str, name: str) -> str:
+    """SQL taking the count `name` (one of PACKED_COUNTS) out of a packed `expr`."""
+    shift = PACKED_COUNTS.index(name) * PACK_BITS
+    return f"(({expr} >> {shift}) & {(1 << PACK_BITS) - 1})"
+
+
+def packed_counts_sql(prefix: str = "") -> str:
+    """SQL packing a row's own count columns as RegisterWeek.counts holds them."""
+    return " + ".join(
+        f"({prefix}{name} << {i * PACK_BITS})" for i, name in enumerate(PACKED_COUNTS)
+    )
+
+
 @lru_cache(maxsize=1 << 16)
-def week_counts(marks: str) -> tuple[int, int, int, int, int, int, int, int, bool]:
+def week_counts(marks: str) -> tuple[int, int, int, int, int, int, int, int, bool, int]:
     """The count columns of RegisterWeek for a week's `marks`, in column order after
-    `marks`. Cached: most weeks of most pupils look alike."""
+    `marks` (WEEK_COLUMNS). Cached: most weeks of most pupils look alike."""
     present = sum(marks.count(c) for c in PRESENT_CLASSES)
     authorised = sum(marks.count(c) for c in AUTHORISED_CLASSES)
-    tail = marks[len(marks.rstrip(_RUN_NEUTRAL)) :]
-    return (
+    summed = (  # in PACKED_COUNTS' order
         len(marks) - marks.count(NO_MARK) - marks.count(NOT_POSSIBLE),
         present,
         authorised,
         marks.count(ILLNESS),
         sum(marks.count(c) for c in UNAUTHORISED_CLASSES),
         marks.count(UNEXPLAINED),
+    )
+    tail = marks[len(marks.rstrip(_RUN_NEUTRAL)) :]
+    return (
+        *summed,
         sum(marks.count(c) for c in LATE_CLASSES),
         sum(tail.count(c) for c in ABSENCE_RETURN_CLASSES),
         present + authorised > 0,
+        sum(count << (i * PACK_BITS) for i, count in enumerate(summed)),
     )
 
 
@@ -77,15 +103,16 @@ EMPTY_WEEK = NO_MARK * SLOTS
 
 UPSERT_WEEK_SQL = """
     INSERT INTO registerweek (pupil_id, week_start, marks, possible, present, authorised,
-        illness, unauthorised, unexplained, late, trailing_absence, breaks_absence_run)
+        illness, unauthorised, unexplained, late, trailing_absence, breaks_absence_run,
+        counts)
     VALUES (:pupil_id, :week_start, :marks, :possible, :present, :authorised, :illness,
-        :unauthorised, :unexplained, :late, :trailing_absence, :breaks_absence_run)
+        :unauthorised, :unexplained, :late, :trailing_absence, :breaks_absence_run, :counts)
     ON CONFLICT (pupil_id, week_start) DO UPDATE SET marks = excluded.marks,
         possible = excluded.possible, present = excluded.present,
         authorised = excluded.authorised, illness = excluded.illness,
         unauthorised = excluded.unauthorised, unexplained = excluded.unexplained,
         late = excluded.late, trailing_absence = excluded.trailing_absence,
-        breaks_absence_run = excluded.breaks_absence_run
+        breaks_absence_run = excluded.breaks_absence_run, counts = excluded.counts
 """
 # The count columns of RegisterWeek, in the order week_counts gives them.
 WEEK_COLUMNS = (
@@ -98,4 +125,5 @@ WEEK_COLUMNS = (
     "late",
     "trailing_absence",
     "breaks_absence_run",
+    "counts",
 )

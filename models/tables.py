@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
 from sqlalchemy import String as SAString
 from sqlmodel import Field, SQLModel
 
@@ -160,6 +160,9 @@ class RegisterWeek(SQLModel, table=True):
     trailing_absence: int  # N, O, G, U sessions at the end of the week, after the last
     # session the pupil attended or was authorised to miss
     breaks_absence_run: bool  # the week has a present or authorised session
+    # possible ... unexplained packed into one integer, for the figures to sum in one go
+    # (figures.register_week.PACKED_COUNTS)
+    counts: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class ImportBatch(SQLModel, table=True):

@@ -8,6 +8,7 @@ run from Sat 19 Dec to Mon 4 Jan; Spring 1 starts Tue 5 Jan 2027.
 import pytest
 from sqlmodel import Session
 
+from database import make_engine
 from figures.compute import compute_figures
 from imports.marks import ImportRefused, MarkRow, store_marks
 from models.calendar import load_calendar
@@ -217,3 +218,23 @@ def test_year_half_term_illness_and_lateness(session, school):
     assert f.late_this_week == 2  # L on Mon 23, U on Tue 24; Thu 19 was last week
     # The short window is four school weeks: 2 Nov ... 23 Nov, all of Autumn 2 to date.
     assert f.rate_short_window == f.rate_half_term
+
+
+def test_a_database_from_before_packed_week_counts_is_upgraded(engine, session, school):
+    # Ill on Mon 2 and Tue 3 Nov, O on Wed 4 Nov AM, otherwise present from Thu 3 Sep.
+    pupil = add_pupil(session, school.id, 12)
+    marks = {**both("2026-11-02", "I"), **both("2026-11-03", "I"), ("2026-11-04", "AM"): "O"}
+    register(session, school.id, pupil, "2026-09-03", "2026-11-04", marks)
+    before = figures_of(session, school.id, pupil, "2026-11-04")
+    session.commit()
+    with engine.begin() as connection:  # as the table was made before the column existed
+        connection.exec_driver_sql("ALTER TABLE registerweek DROP COLUMN counts")
+    engine.dispose()
+
+    upgraded = make_engine(str(engine.url))
+    with Session(upgraded) as again:
+        after = figures_of(again, school.id, pupil, "2026-11-04")
+    assert after == before
+    # Autumn 1 is 74 sessions; Autumn 2 to Wed 4 Nov is 6, of which 4 ill and 1 O.
+    assert (after.possible_year, after.present_year) == (80, 75)
+    assert (after.illness_days_year, after.unauthorised_year) == (2.0, 1)
