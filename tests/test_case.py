@@ -1073,6 +1073,92 @@ async def test_all_saints_appendix_1_stages_at_the_five_review_points(
     await keep_history(handle, "case-all-saints-appendix-1")
 
 
+async def test_all_saints_appendix_1_back_down_at_the_review_points(
+    temporal_env, engine, settings, task_queue
+):
+    # As the walk up to Stage 3 above (O on the mornings of Mon 21 and Tue 22 Sep, ill on
+    # seven Monday mornings to 30 Nov), then present every session from Tue 1 Dec.
+    absent = {("2026-09-21", "AM"): "O", ("2026-09-22", "AM"): "O"}
+    for day in ["2026-09-28", "2026-10-05", "2026-10-12", "2026-10-19", "2026-11-02"]:
+        absent[day, "AM"] = "I"
+    absent |= {("2026-11-16", "AM"): "I", ("2026-11-30", "AM"): "I"}
+    school, pupil = school_pupil(engine, "all-saints", absent)
+    ladder = "stages"
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        handle = await start_case(
+            temporal_env,
+            school,
+            pupil,
+            task_queue,
+            ThresholdsChanged(
+                "2026-09-21", ["any_unauthorised_absence"], ["any_unauthorised_absence"]
+            ),
+        )
+        await temporal_env.fast_forward(handle, timedelta(days=1))
+        lines = ["at_or_below_96", "below_96", "below_95"]
+        await handle.signal(
+            AttendanceCase.thresholds_changed,
+            ThresholdsChanged("2026-09-22", lines + ["any_unauthorised_absence"], lines),
+        )
+        await until_stage(handle, ladder, "stage_1")
+        await temporal_env.fast_forward(handle, timedelta(days=9))
+        await until_stage(handle, ladder, "stage_2")
+        await handle.execute_update(
+            AttendanceCase.schedule_meeting,
+            ScheduleMeetingInput(
+                "2026-10-06T15:30", "parents", "Mr D. Fenwick", "attendance_officer", ladder=ladder
+            ),
+        )
+        await handle.execute_update(
+            AttendanceCase.record_meeting_outcome,
+            MeetingOutcomeInput(
+                attended=True,
+                by="Mr D. Fenwick",
+                role="attendance_officer",
+                targets="96% by the December review",
+                ladder=ladder,
+            ),
+        )
+        # Tue 1 Dec: 107 of 116 sessions this year (92.24%), 70 of 76 since 1 Oct: Stage 3.
+        await temporal_env.fast_forward(handle, timedelta(days=61))
+        await until_stage(handle, ladder, "stage_3")
+        # Mon 1 Feb, the next review point: 26 sessions more in December and 40 in
+        # January, all present: 173 of 182 (95.05%), no longer below 95%. Down to Stage 2.
+        await temporal_env.fast_forward(handle, timedelta(days=62))
+        await until_stage(handle, ladder, "stage_2")
+        # Thu 1 Apr and Sat 1 May, the next two points: present throughout, so down to
+        # Stage 1 and then off the ladder, each step with a positive letter.
+        await temporal_env.fast_forward(handle, timedelta(days=59))
+        await until_stage(handle, ladder, "stage_1")
+        await temporal_env.fast_forward(handle, timedelta(days=30))
+        await until_stage(handle, ladder, None)
+
+    name = "Attendance stages (Appendix 1): "
+    assert [s.removeprefix(name) for s in chronology(engine, "stage") if s.startswith(name)] == [
+        "Stage 1: attendance is causing concern (over below_95)",
+        "Stage 2: meeting with the attendance lead, target set "
+        "(no improvement (87.5% since 2026-09-22))",
+        "Stage 3: EWO referral, meeting with the headteacher "
+        "(no improvement (92.1% since 2026-10-01))",
+        "back to Stage 2: meeting with the attendance lead, target set "
+        "(attendance recovered (100.0% since 2026-12-01))",
+        "back to Stage 1: attendance is causing concern "
+        "(attendance recovered (100.0% since 2027-02-01))",
+        "off the ladder (attendance recovered (100.0% since 2027-04-01))",
+    ]
+    stages_letters = [t for t in letters_sent(engine) if t != "all_saints/below_96"]
+    assert stages_letters == [
+        "all_saints/stage_1b",
+        "all_saints/stage_2b",
+        "all_saints/stage_3b",
+        "all_saints/positive",
+        "all_saints/positive",
+        "all_saints/positive",
+    ]
+
+
 async def test_a_long_case_continues_as_new_and_keeps_its_state(
     temporal_env, engine, settings, school, st_barnabas_pupil, task_queue
 ):
