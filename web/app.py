@@ -7,6 +7,7 @@ schools itself, and every form carries the session's CSRF token.
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -97,22 +98,31 @@ class SecurityHeaders:
             await send({"type": "http.response.body", "body": ERROR_PAGE})
 
 
-# How often the School page's kept figures are checked against the register, so that
-# the first page after an import or a case step seldom computes them itself.
+# How often the School page's kept register counts are brought up to date, so that the
+# first page after an import or a case step seldom reads the change itself. A page never
+# shows a stale count: it checks the register's version first (see
+# web.queries.register_count).
 SCHOOL_FIGURES_REFRESH_SECONDS = 10.0
 
 
 async def _keep_school_figures_fresh(app: FastAPI) -> None:
+    every = True  # at start, every school's: the first School page then finds them counted
     while True:
-        await asyncio.sleep(SCHOOL_FIGURES_REFRESH_SECONDS)
         try:
-            await asyncio.to_thread(refresh_school_figures, app.state.engine)
-        except Exception as problem:  # a page computes them itself meanwhile
+            await asyncio.to_thread(refresh_school_figures, app.state.engine, every=every)
+            every = False
+        except Exception as problem:  # a page counts them itself meanwhile
             log.warning("refreshing the School page figures failed: %s", type(problem).__name__)
+        await asyncio.sleep(SCHOOL_FIGURES_REFRESH_SECONDS)
 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # What start-up made (modules, templates, the engine) lives as long as the app. Frozen,
+    # the cyclic collector no longer walks it on each full collection: those walks
+    # stopped a page for 300 ms every few dozen big pages (bench/RESULTS.md, Web pages).
+    gc.collect()
+    gc.freeze()
     refresher = asyncio.create_task(_keep_school_figures_fresh(app))
     try:
         yield
@@ -120,6 +130,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refresher
+        gc.unfreeze()
 
 
 def create_app(

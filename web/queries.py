@@ -5,11 +5,13 @@ caller) and filters on its ID, so no query here can reach another school's pupil
 Figures come from the register's weekly rows, as the sweep's do.
 """
 
+import contextlib
 import logging
 import re
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -22,14 +24,13 @@ from sqlmodel import Session, col, select
 from figures.compute import compute_figures
 from models.calendar import SchoolCalendar, academic_year_of, load_calendar, week_start
 from models.codes import NATIONAL_CODES
-from models.figures import PupilFigures
+from models.figures import FigureRules, PupilFigures
 from models.letters import Letter, Outbox
 from models.policy import SchoolPolicy, minutes
 from models.tables import (
     CaseRecord,
     ChronologyEntry,
     Contact,
-    ImportBatch,
     LAReturn,
     LegalDecision,
     MarkAmendment,
@@ -132,15 +133,6 @@ def school_context(session: Session, school: School, now: datetime | None = None
     calendar = school_calendar(session, school.id)
     as_of = last_register_day(session, school.id, today) or today
     return SchoolContext(school, policy, calendar, today, as_of, zone)
-
-
-def register_version(session: Session, school_id: int) -> tuple[int, int]:
-    """Changes whenever the school's marks or pupils do: every such change is an import
-    batch (files, case steps, demo data)."""
-    count, newest = session.exec(
-        select(func.count(), func.max(ImportBatch.id)).where(ImportBatch.school_id == school_id)
-    ).one()
-    return count, newest or 0
 
 
 # --------------------------------------------------------------------------- pupils
@@ -377,11 +369,20 @@ def today_page(session: Session, ctx: SchoolContext, now: datetime | None = None
 # --------------------------------------------------------------------------- Caseload
 
 
-@dataclass
+@dataclass(slots=True)
 class CaseLine:
-    record: CaseRecord
-    pupil: Pupil | None  # None for an anonymised view
+    """A row of the caseload: the case's and its pupil's columns the page shows."""
+
+    case_id: str
+    kind: str
+    status: str
+    stage: str
+    next_action: str
+    next_due: datetime | None
     overdue: bool
+    forename: str
+    surname: str
+    year_group: int
     flags: list[str]
 
 
@@ -399,6 +400,12 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _in_cohort(pupil: Any, cohort: str | None) -> bool:
+    if cohort == "send":
+        return bool(pupil.send or pupil.ehcp)
+    return bool(getattr(pupil, cohort)) if cohort in COHORTS else True
+
+
 def caseload_page(
     session: Session,
     school_id: int,
@@ -409,20 +416,30 @@ def caseload_page(
     kind: str | None = None,
     now: datetime | None = None,
 ) -> CaseloadPage:
-    """Open cases, overdue first, then by due date; filtered by year group and cohort."""
+    """Open cases, overdue first, then by due date; filtered by year group and cohort.
+    Every open case is read (the filters' choices count them all), as plain columns:
+    a few hundred rows, filtered here."""
     now = now or datetime.now(UTC)
-    query = (
-        select(CaseRecord, Pupil)
-        .join(Pupil, Pupil.id == CaseRecord.pupil_id)
-        .where(
-            CaseRecord.school_id == school_id,
-            Pupil.school_id == school_id,
-            col(CaseRecord.status).in_(("open", "paused")),
+    rows = session.exec(
+        select(
+            CaseRecord.case_id,
+            CaseRecord.kind,
+            CaseRecord.status,
+            CaseRecord.stage,
+            CaseRecord.next_action,
+            CaseRecord.next_due,
+            Pupil.forename,
+            Pupil.surname,
+            Pupil.year_group,
+            Pupil.send,
+            Pupil.ehcp,
+            Pupil.fsm,
+            Pupil.social_worker,
+            Pupil.child_protection_plan,
+            Pupil.looked_after,
+            Pupil.young_carer,
+            Pupil.part_time_timetable,
         )
-    )
-    # The filters' choices come from every open case: two columns, not whole rows.
-    every = session.exec(
-        select(CaseRecord.stage, Pupil.year_group)
         .join(Pupil, Pupil.id == CaseRecord.pupil_id)
         .where(
             CaseRecord.school_id == school_id,
@@ -430,31 +447,37 @@ def caseload_page(
             col(CaseRecord.status).in_(("open", "paused")),
         )
     ).all()
-    stages = Counter(stage or "(no stage yet)" for stage, _ in every)
-    years = sorted({year for _, year in every})
-    if year_group is not None:
-        query = query.where(Pupil.year_group == year_group)
-    if cohort == "send":
-        query = query.where(Pupil.send | Pupil.ehcp)
-    elif cohort in COHORTS:
-        query = query.where(getattr(Pupil, cohort))
-    if stage:
-        query = query.where(CaseRecord.stage == ("" if stage == "(no stage yet)" else stage))
-    if kind:
-        query = query.where(CaseRecord.kind == kind)
+    stages = Counter(row.stage or "(no stage yet)" for row in rows)
+    years = sorted({row.year_group for row in rows})
+    wanted_stage = None if not stage else ("" if stage == "(no stage yet)" else stage)
     lines = []
-    for record, pupil in session.exec(query).all():
-        due = _aware(record.next_due)
-        lines.append(CaseLine(record, pupil, bool(due and due < now), flags_of(pupil)))
-    far = datetime.max.replace(tzinfo=UTC)
-    lines.sort(
-        key=lambda c: (
-            not c.overdue,
-            _aware(c.record.next_due) or far,
-            c.pupil.surname if c.pupil else "",
+    for row in rows:
+        if (
+            (year_group is not None and row.year_group != year_group)
+            or not _in_cohort(row, cohort)
+            or (wanted_stage is not None and row.stage != wanted_stage)
+            or (kind and row.kind != kind)
+        ):
+            continue
+        due = _aware(row.next_due)
+        lines.append(
+            CaseLine(
+                row.case_id,
+                row.kind,
+                row.status,
+                row.stage,
+                row.next_action,
+                due,
+                bool(due and due < now),
+                row.forename,
+                row.surname,
+                row.year_group,
+                flags_of(row),
+            )
         )
-    )
-    return CaseloadPage(lines, sorted(stages.items()), years, len(every))
+    far = datetime.max.replace(tzinfo=UTC)
+    lines.sort(key=lambda c: (not c.overdue, c.next_due or far, c.surname))
+    return CaseloadPage(lines, sorted(stages.items()), years, len(rows))
 
 
 # --------------------------------------------------------------------------- Case
@@ -885,77 +908,358 @@ class SchoolPage:
     year_start: date
 
 
-# The School page's figures depend only on the register, so they are kept until it
-# changes (register_version); the first page after a change computes them again.
-_school_cache: dict[tuple, Any] = {}
-_school_lock = threading.Lock()
+# The School page's register figures, kept per school and brought up to date from what
+# changed since they were counted (see RegisterCount), so that the page after an import
+# or a case step reads that change rather than the whole year's register.
+NO_WEEK = 255  # in a pupil's weekly figures: no weekly row for that week
+# More pupils than this share of the roll joining or leaving it at once: count it all again.
+ROLL_CHANGE_RECOUNT = 0.25
 
 
-def _register_aggregates(session: Session, ctx: SchoolContext, first: date) -> dict[str, Any]:
-    """Year-to-date sums per pupil, the weekly trend and code usage, in three statements."""
-    rules = ctx.policy.figure_rules()
-    params = {
-        "school_id": ctx.school.id,
-        "first_week": week_start(first).isoformat(),
-        "last_week": week_start(ctx.as_of).isoformat(),
-        "first": first.isoformat(),
-        "last": ctx.as_of.isoformat(),
-        "min_possible": rules.persistent_absence_min_possible,
-        "pa": rules.persistent_absence_rate,
-        "sa": rules.severe_absence_rate,
-    }
-    weeks = """
-        SELECT rw.pupil_id, rw.week_start, rw.possible, rw.present
-        FROM registerweek rw JOIN pupil p ON p.id = rw.pupil_id
-        WHERE p.school_id = :school_id AND p.on_roll
-          AND rw.week_start >= :first_week AND rw.week_start <= :last_week
-    """
-    connection = session.connection()
-    trend = connection.execute(
+@dataclass
+class RegisterCount:
+    """One school's register from the year's first day on, as the School page counts it:
+    sessions per code and day of the pupils on roll, and each pupil's possible and present
+    sessions per week. `seen` is the state of the database it was counted at."""
+
+    first: date
+    seen: tuple[int, ...]  # see register_version
+    roll: dict[int, tuple[int, ...]]  # on roll: SEND, FSM, social worker, looked after (0/1)
+    codes: dict[date, Counter[str]]
+    weeks: list[date]  # every week from the first one, in order
+    possible: dict[int, bytearray]  # per pupil on roll, a week each (NO_WEEK: no row)
+    present: dict[int, bytearray]
+    derived: dict[tuple, dict[str, Any]] = field(default_factory=dict)  # by (as of, rules)
+
+
+# Kept by (database, school): a school's ID means nothing outside its database.
+_counts: dict[tuple[str, int], RegisterCount] = {}
+_counts_lock = threading.Lock()
+_school_locks: dict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
+
+
+def register_version(connection: Any, school_id: int) -> tuple[int, ...]:
+    """What the School page's count depends on, in one statement: the newest mark and
+    amendment (of any school), the school's import batches (counted, the newest) and its
+    roll with the pupils' cohorts (counted, and a sum over their IDs and flags, so that a
+    pupil leaving or joining or changing cohort is seen even without a batch)."""
+    row = connection.execute(
         text(
-            f"""
-            WITH w AS ({weeks}),
-            c AS (
-                SELECT week_start, possible, present,
-                    SUM(possible) OVER (PARTITION BY pupil_id ORDER BY week_start) AS cp,
-                    SUM(present) OVER (PARTITION BY pupil_id ORDER BY week_start) AS cpr
-                FROM w
+            "SELECT (SELECT MAX(id) FROM registermark), (SELECT MAX(id) FROM markamendment),"
+            " (SELECT COUNT(*) FROM importbatch WHERE school_id = :school_id),"
+            " (SELECT MAX(id) FROM importbatch WHERE school_id = :school_id),"
+            " COUNT(*), SUM(id * (1 + 2 * (send OR ehcp) + 4 * fsm + 8 * social_worker"
+            " + 16 * looked_after))"
+            " FROM pupil WHERE school_id = :school_id AND on_roll"
+        ),
+        {"school_id": school_id},
+    ).one()
+    return tuple(int(value or 0) for value in row)
+
+
+@contextlib.contextmanager
+def _one_snapshot(session: Session) -> Iterator[Any]:
+    """A connection of its own whose reads all see one state of the database. SQLite's
+    driver begins no transaction for a read, so without BEGIN each statement would see
+    the latest commit, and a count could take half of an import."""
+    with session.get_bind().connect() as connection:
+        if connection.dialect.name == "sqlite":
+            if not connection.connection.dbapi_connection.in_transaction:
+                connection.exec_driver_sql("BEGIN")
+        else:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        yield connection
+
+
+def _roll(connection: Any, school_id: int) -> dict[int, tuple[int, ...]]:
+    rows = connection.execute(
+        text(
+            "SELECT id, send OR ehcp, fsm, social_worker, looked_after FROM pupil"
+            " WHERE school_id = :school_id AND on_roll"
+        ),
+        {"school_id": school_id},
+    )
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _weeks_between(first: date, last: date) -> list[date]:
+    weeks, monday = [], week_start(first)
+    while monday <= last:
+        weeks.append(monday)
+        monday += timedelta(days=7)
+    return weeks
+
+
+# The School page's reads of the register: these three functions.
+
+
+def _changed_days(
+    connection: Any, school_id: int, seen: tuple[int, ...], now: tuple[int, ...]
+) -> set[date]:
+    """The days of the school's marks added or amended after `seen` up to `now`. Marks
+    are found by ID (the table's own key); with the pupil's condition kept off the
+    indexes, SQLite reads just those rows rather than every pupil's weeks."""
+    params = {"school_id": school_id, "marks": seen[0], "marks_now": now[0]}
+    days = connection.execute(
+        text(
+            "SELECT DISTINCT m.day FROM registermark m"
+            " WHERE m.id > :marks AND m.id <= :marks_now"
+            " AND +m.pupil_id IN (SELECT id FROM pupil WHERE school_id = :school_id)"
+        ),
+        params,
+    ).all()
+    amended = connection.execute(
+        text(
+            "SELECT DISTINCT a.day FROM markamendment a JOIN pupil p ON p.id = a.pupil_id"
+            " WHERE p.school_id = :school_id AND a.id > :amendments AND a.id <= :amendments_now"
+        ),
+        {"school_id": school_id, "amendments": seen[1], "amendments_now": now[1]},
+    ).all()
+    return {date.fromisoformat(str(d)[:10]) for (d,) in days + amended}
+
+
+def _code_counts(
+    connection: Any,
+    school_id: int,
+    first: date,
+    *,
+    days: list[date] | None = None,
+    pupil_ids: set[int] | None = None,
+) -> list[tuple[date, str, int]]:
+    """Sessions per day and code from `first` on: of the pupils on roll on these `days`,
+    or of these pupils (on roll or not) on every day. The week leads the register's
+    index, so each week is named."""
+    if days is not None:
+        weeks = sorted({week_start(d) for d in days})
+        which = "p.on_roll AND m.day IN ({})".format(", ".join(f":d{n}" for n in range(len(days))))
+        params: dict[str, Any] = {f"d{n}": d.isoformat() for n, d in enumerate(days)}
+    else:
+        newest = connection.execute(text("SELECT MAX(week_start) FROM registermark")).scalar()
+        weeks = _weeks_between(first, date.fromisoformat(str(newest)[:10])) if newest else []
+        ids = sorted(pupil_ids) if pupil_ids is not None else []
+        which = f"p.id IN ({', '.join(str(int(i)) for i in ids)})" if ids else "p.on_roll"
+        params = {}
+    if not weeks or (pupil_ids is not None and not pupil_ids):
+        return []
+    in_weeks = ", ".join(f":w{n}" for n in range(len(weeks)))
+    params.update({f"w{n}": w.isoformat() for n, w in enumerate(weeks)})
+    rows = connection.execute(
+        text(
+            "SELECT m.day, m.code, COUNT(*) FROM registermark m"
+            " JOIN pupil p ON p.id = m.pupil_id"
+            f" WHERE p.school_id = :school_id AND {which}"
+            f" AND m.week_start IN ({in_weeks}) AND m.day >= :first"
+            " GROUP BY m.day, m.code"
+        ),
+        {**params, "school_id": school_id, "first": first.isoformat()},
+    ).all()
+    return [(date.fromisoformat(str(d)[:10]), code, n) for d, code, n in rows]
+
+
+def _week_totals(
+    connection: Any,
+    school_id: int,
+    first: date,
+    *,
+    weeks: list[date] | None = None,
+    pupil_ids: set[int] | None = None,
+) -> list[tuple[int, date, int, int]]:
+    """(pupil, week, possible, present) from the weekly register from `first`'s week on:
+    of the pupils on roll in these `weeks`, or of these pupils in every week."""
+    params: dict[str, Any] = {"school_id": school_id, "first": week_start(first).isoformat()}
+    which = "p.on_roll"
+    if pupil_ids is not None:
+        if not pupil_ids:
+            return []
+        which = f"p.id IN ({', '.join(str(int(i)) for i in sorted(pupil_ids))})"
+    if weeks is not None:
+        if not weeks:
+            return []
+        which += " AND rw.week_start IN ({})".format(", ".join(f":w{n}" for n in range(len(weeks))))
+        params.update({f"w{n}": w.isoformat() for n, w in enumerate(weeks)})
+    rows = connection.execute(
+        text(
+            "SELECT rw.pupil_id, rw.week_start, rw.possible, rw.present"
+            " FROM registerweek rw JOIN pupil p ON p.id = rw.pupil_id"
+            f" WHERE p.school_id = :school_id AND {which} AND rw.week_start >= :first"
+        ),
+        params,
+    ).all()
+    return [(p, date.fromisoformat(str(w)[:10]), pos, pre) for p, w, pos, pre in rows]
+
+
+def _put_weeks(count: RegisterCount, rows: list[tuple[int, date, int, int]]) -> None:
+    """Write weekly rows into the count's per-pupil arrays, adding weeks as they come."""
+    first_week = week_start(count.first)
+    for pupil_id, week, possible, present in rows:
+        index = (week - first_week).days // 7
+        if index >= len(count.weeks):
+            _grow(count, week)
+        if pupil_id in count.possible:
+            count.possible[pupil_id][index] = possible
+            count.present[pupil_id][index] = present
+
+
+def _grow(count: RegisterCount, last: date) -> None:
+    more = len(_weeks_between(count.first, last)) - len(count.weeks)
+    if more <= 0:
+        return
+    count.weeks = _weeks_between(count.first, last)
+    for figures in (count.possible, count.present):
+        for weekly in figures.values():
+            weekly.extend(bytes([NO_WEEK]) * more)
+
+
+def _count_all(connection: Any, school_id: int, first: date, seen: tuple) -> RegisterCount:
+    roll = _roll(connection, school_id)
+    count = RegisterCount(first, seen, roll, defaultdict(Counter), [], {}, {})
+    for day, code, n in _code_counts(connection, school_id, first):
+        count.codes[day][code] += n
+    count.possible = {p: bytearray() for p in roll}
+    count.present = {p: bytearray() for p in roll}
+    _put_weeks(count, _week_totals(connection, school_id, first))
+    return count
+
+
+def _count_changes(
+    connection: Any, count: RegisterCount, school_id: int, seen: tuple
+) -> RegisterCount:
+    """Bring the count up to `seen`: the days changed since are counted again whole,
+    and the marks of pupils who joined or left the roll are added or taken away."""
+    first = count.first
+    # The version's last two figures are the roll's: the same, the roll has not changed.
+    roll = count.roll if seen[-2:] == count.seen[-2:] else _roll(connection, school_id)
+    joined, left = roll.keys() - count.roll.keys(), count.roll.keys() - roll.keys()
+    if len(joined) + len(left) > ROLL_CHANGE_RECOUNT * max(len(roll), 1):
+        return _count_all(connection, school_id, first, seen)
+    days = sorted(d for d in _changed_days(connection, school_id, count.seen, seen) if d >= first)
+    for day in days:
+        count.codes.pop(day, None)
+    for day, code, n in _code_counts(connection, school_id, first, days=days):
+        count.codes[day][code] += n
+    recounted = set(days)
+    for pupils, sign in ((joined, 1), (left, -1)):
+        for day, code, n in _code_counts(connection, school_id, first, pupil_ids=pupils):
+            if day not in recounted:
+                count.codes[day][code] += sign * n
+    for pupil_id in left:
+        del count.possible[pupil_id], count.present[pupil_id]
+    for pupil_id in joined:
+        count.possible[pupil_id] = bytearray([NO_WEEK]) * len(count.weeks)
+        count.present[pupil_id] = bytearray([NO_WEEK]) * len(count.weeks)
+    weeks = sorted({week_start(d) for d in days})
+    if weeks:
+        _grow(count, weeks[-1])
+        first_week = week_start(first)
+        for week in weeks:
+            index = (week - first_week).days // 7
+            for weekly in (*count.possible.values(), *count.present.values()):
+                weekly[index] = NO_WEEK
+        _put_weeks(count, _week_totals(connection, school_id, first, weeks=weeks))
+    _put_weeks(count, _week_totals(connection, school_id, first, pupil_ids=joined))
+    count.roll, count.seen = roll, seen
+    count.derived.clear()
+    return count
+
+
+def register_count(session: Session, school_id: int, first: date) -> RegisterCount:
+    """The school's register count, up to date: the one kept if nothing changed since
+    (one statement tells), else brought up to date from what did, in one snapshot.
+    Counting only what changed relies on IDs given in commit order, as SQLite's are (one
+    writer at a time); on another database a change is counted whole again."""
+    key = (str(session.get_bind().url), school_id)
+    with _counts_lock:
+        lock = _school_locks[key]
+    with lock:
+        kept = _counts.get(key)
+        if kept and kept.first == first and kept.seen == register_version(session, school_id):
+            return kept
+        with _one_snapshot(session) as connection:
+            seen = register_version(connection, school_id)
+            if kept and kept.first == first and kept.seen == seen:
+                return kept
+            if kept and kept.first == first and connection.dialect.name == "sqlite":
+                count = _count_changes(connection, kept, school_id, seen)
+            else:
+                count = _count_all(connection, school_id, first, seen)
+        with _counts_lock:
+            _counts[key] = count
+        return count
+
+
+def forget_register_counts() -> None:
+    """Drop every kept count (the next School page counts its register whole)."""
+    with _counts_lock:
+        _counts.clear()
+
+
+def _figures_from(count: RegisterCount, as_of: date, rules: FigureRules) -> dict[str, Any]:
+    """The School page's register figures as of `as_of`: the weekly trend (pupils in PA
+    and SA by the end of each week), the cohorts' year so far, and the codes used."""
+    last = (week_start(as_of) - week_start(count.first)).days // 7
+    weeks = count.weeks[: last + 1] if last >= 0 else []
+    sums = [[0, 0, 0, 0, 0] for _ in weeks]  # possible, present, PA, SA, pupils with a row
+    per_pupil = []
+    low = rules.persistent_absence_min_possible
+    pa, sa = rules.persistent_absence_rate, rules.severe_absence_rate
+    for pupil_id, flags in count.roll.items():
+        cp = cpr = 0
+        # A pupil's weeks run on past `as_of` (marks entered ahead): zip stops at its week.
+        weekly = zip(sums, count.possible[pupil_id], count.present[pupil_id], strict=False)
+        for week, p, pr in weekly:
+            if p == NO_WEEK:
+                continue
+            cp += p
+            cpr += pr
+            week[0] += p
+            week[1] += pr
+            week[4] += 1
+            if cp >= low:
+                absent = (cp - cpr) * 100
+                week[2] += absent >= pa * cp
+                week[3] += absent >= sa * cp
+        per_pupil.append((pupil_id, *flags, cp, cpr))
+    trend = [
+        TrendPoint(week, 100.0 * present / possible if possible else None, persistent, severe)
+        for week, (possible, present, persistent, severe, pupils) in zip(weeks, sums, strict=True)
+        if pupils
+    ]
+    everyone = _cohort("All pupils", per_pupil, rules)
+    cohorts = [everyone]
+    for index, (flag, name) in enumerate(COHORTS.items(), start=1):
+        inside = [r for r in per_pupil if r[index]]
+        cohorts.append(_cohort(name, inside, rules))
+        if flag == "fsm":
+            cohorts.append(
+                _cohort("Not free school meals", [r for r in per_pupil if not r[2]], rules)
             )
-            SELECT week_start, SUM(possible), SUM(present),
-                SUM(CASE WHEN cp >= :min_possible AND (cp - cpr) * 100 >= :pa * cp
-                    THEN 1 ELSE 0 END),
-                SUM(CASE WHEN cp >= :min_possible AND (cp - cpr) * 100 >= :sa * cp
-                    THEN 1 ELSE 0 END)
-            FROM c GROUP BY week_start ORDER BY week_start
-            """
+    used: Counter[str] = Counter()
+    for day, on_day in count.codes.items():
+        if day <= as_of:
+            used.update(on_day)
+    codes = sorted(
+        (
+            (code, NATIONAL_CODES[code].meaning, n, str(NATIONAL_CODES[code].category))
+            for code, n in used.items()
+            if n and code in NATIONAL_CODES
         ),
-        params,
-    ).all()
-    per_pupil = connection.execute(
-        text(
-            f"""
-            WITH w AS ({weeks})
-            SELECT p.id, p.send OR p.ehcp, p.fsm, p.social_worker, p.looked_after,
-                COALESCE(SUM(w.possible), 0), COALESCE(SUM(w.present), 0)
-            FROM pupil p LEFT JOIN w ON w.pupil_id = p.id
-            WHERE p.school_id = :school_id AND p.on_roll
-            GROUP BY p.id
-            """
-        ),
-        params,
-    ).all()
-    codes = connection.execute(
-        text(
-            """
-            SELECT m.code, COUNT(*) FROM registermark m
-            WHERE m.pupil_id IN (SELECT id FROM pupil WHERE school_id = :school_id AND on_roll)
-              AND m.day >= :first AND m.day <= :last
-            GROUP BY m.code
-            """
-        ),
-        params,
-    ).all()
-    return {"trend": trend, "per_pupil": per_pupil, "codes": codes}
+        key=lambda c: (-c[2], c[0]),
+    )
+    return {"trend": trend, "cohorts": cohorts, "codes": codes}
+
+
+def school_register_figures(session: Session, ctx: SchoolContext) -> dict[str, Any]:
+    """The School page's register figures: from the kept count, up to date."""
+    rules = ctx.policy.figure_rules()
+    count = register_count(session, ctx.school.id, year_first_day(ctx))
+    with _counts_lock:
+        lock = _school_locks[str(session.get_bind().url), ctx.school.id]
+    with lock:
+        key = (ctx.as_of, rules)
+        figures = count.derived.get(key)
+        if figures is None:
+            figures = count.derived[key] = _figures_from(count, ctx.as_of, rules)
+        return figures
 
 
 def _cohort(name: str, rows: list, rules) -> CohortLine:
@@ -978,69 +1282,30 @@ def _cohort(name: str, rows: list, rules) -> CohortLine:
     )
 
 
-def _kept_aggregates(session: Session, ctx: SchoolContext) -> dict[str, Any]:
-    """The register aggregates for the School page: those kept, if the register has not
-    changed since; otherwise computed again and kept."""
-    school_id = ctx.school.id
-    first = year_first_day(ctx)
-    key = (school_id, first, ctx.as_of, register_version(session, school_id), ctx.school.policy)
-    with _school_lock:
-        cached = _school_cache.get(key)
-    if cached is None:
-        cached = _register_aggregates(session, ctx, first)
-        with _school_lock:
-            for old in [k for k in _school_cache if k[0] == school_id]:
-                del _school_cache[old]
-            _school_cache[key] = cached
-    return cached
-
-
-def refresh_school_figures(engine: Any) -> int:
-    """Compute again the kept School page figures of each school whose register has
-    changed since (an import, a case step), so that the next page does not wait for
-    them. The web app runs this every few seconds; returns how many schools it looked at."""
-    with _school_lock:
-        school_ids = sorted({key[0] for key in _school_cache})
+def refresh_school_figures(engine: Any, *, every: bool = False) -> int:
+    """Bring the kept School page counts of this database up to date (or, with `every`,
+    count every school's), so that the next page finds them so. The web app runs this
+    at start and every few seconds; returns how many schools it looked at."""
+    url = str(engine.url)
+    with Session(engine, expire_on_commit=False) as session:
+        if every:
+            school_ids = list(session.exec(select(School.id)).all())
+        else:
+            with _counts_lock:
+                school_ids = sorted(key[1] for key in _counts if key[0] == url)
     for school_id in school_ids:
         with Session(engine, expire_on_commit=False) as session:
             school = session.get(School, school_id)
             if school is not None:
-                _kept_aggregates(session, school_context(session, school))
+                school_register_figures(session, school_context(session, school))
     return len(school_ids)
 
 
 def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
     school_id = ctx.school.id
     first = year_first_day(ctx)
-    cached = _kept_aggregates(session, ctx)
-    rules = ctx.policy.figure_rules()
-    per_pupil = cached["per_pupil"]
-    everyone = _cohort("All pupils", per_pupil, rules)
-    cohorts = [everyone]
-    for index, (flag, name) in enumerate(COHORTS.items(), start=1):
-        inside = [r for r in per_pupil if r[index]]
-        cohorts.append(_cohort(name, inside, rules))
-        if flag == "fsm":
-            cohorts.append(
-                _cohort("Not free school meals", [r for r in per_pupil if not r[2]], rules)
-            )
-    trend = [
-        TrendPoint(
-            date.fromisoformat(str(w)[:10]),
-            100.0 * present / possible if possible else None,
-            pa,
-            sa,
-        )
-        for w, possible, present, pa, sa in cached["trend"]
-    ]
-    codes = sorted(
-        (
-            (code, NATIONAL_CODES[code].meaning, count, str(NATIONAL_CODES[code].category))
-            for code, count in cached["codes"]
-            if code in NATIONAL_CODES
-        ),
-        key=lambda c: -c[2],
-    )
+    cached = school_register_figures(session, ctx)
+    everyone = cached["cohorts"][0]
     returns = session.exec(
         select(LAReturn)
         .where(LAReturn.school_id == school_id, LAReturn.status == "due")
@@ -1065,9 +1330,9 @@ def school_page(session: Session, ctx: SchoolContext) -> SchoolPage:
         rate=everyone.rate,
         persistent=everyone.persistent,
         severe=everyone.severe,
-        trend=trend,
-        cohorts=cohorts,
-        codes=codes,
+        trend=cached["trend"],
+        cohorts=cached["cohorts"],
+        codes=cached["codes"],
         returns_due=[(r, pupils.get(r.pupil_id)) for r in returns],
         returns_counts=dict(Counter(r.kind for r in returns)),
         cases_by_stage=[(k, s or "(no stage yet)", n) for k, s, n in stage_rows],
