@@ -601,9 +601,13 @@ class CasePolicyActivities:
 
             def figures_on(day: date):
                 found = compute_figures(
-                    session=session, school_id=input.school_id, as_of=day, rules=rules
+                    session=session,
+                    school_id=input.school_id,
+                    as_of=day,
+                    rules=rules,
+                    pupil_ids=[input.pupil_id],
                 )
-                return next((f for f in found if f.pupil_id == input.pupil_id), None)
+                return found[0] if found else None
 
             now, start = figures_on(as_of), figures_on(since - timedelta(days=1))
             codes = session.exec(

@@ -9,6 +9,8 @@ pupil, the sessions of a range's first and last week that fall outside it are ta
 by counting characters of that week's `marks`. Works the same on SQLite and PostgreSQL.
 """
 
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -185,11 +187,19 @@ class _Statement:
         return expr
 
 
+# Only the pupils whose IDs are in :pupil_ids, a JSON array, by dialect.
+_SOME_PUPILS = {
+    "sqlite": " AND p.id IN (SELECT value FROM json_each(:pupil_ids))",
+    "postgresql": " AND p.id IN (SELECT CAST(value AS INTEGER)"
+    " FROM json_array_elements_text(CAST(:pupil_ids AS json)))",
+}
+
+
 @lru_cache(maxsize=64)
-def figures_sql(ranges: FigureRanges, dialect: str = "sqlite") -> str:
+def figures_sql(ranges: FigureRanges, dialect: str = "sqlite", some_pupils: bool = False) -> str:
     """The one statement computing every pupil's figure sums for a school (:school_id),
-    for the dialect ("sqlite", "postgresql"); the same for every school with the same
-    calendar."""
+    or with `some_pupils` for those of its pupils in :pupil_ids, for the dialect
+    ("sqlite", "postgresql"); the same for every school with the same calendar."""
     r = ranges
     sql = _Statement(week_start(r.earliest), week_start(r.as_of), dialect == "sqlite")
     figures = [
@@ -244,7 +254,7 @@ def figures_sql(ranges: FigureRanges, dialect: str = "sqlite") -> str:
         FROM pupil p
         LEFT JOIN registerweek w ON w.pupil_id = p.id
             AND w.week_start >= {first} AND w.week_start <= {this}
-        WHERE p.school_id = :school_id AND p.on_roll
+        WHERE p.school_id = :school_id AND p.on_roll{_SOME_PUPILS[dialect] if some_pupils else ""}
         GROUP BY p.id
     ) f
     ORDER BY f.pupil_id
@@ -261,11 +271,11 @@ def _pupil_figures(values: dict) -> PupilFigures:
 
 
 @lru_cache(maxsize=64)
-def _driver_sql(sql: str, dialect: Dialect) -> tuple[str, bool]:
-    """figures_sql in the driver's parameter style, and whether it takes :school_id (its
-    only parameter) by position."""
+def _driver_sql(sql: str, dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    """figures_sql in the driver's parameter style, and the order of its parameters if
+    the driver takes them by position."""
     compiled = text(sql).compile(dialect=dialect)
-    return compiled.string, bool(compiled.positional)
+    return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
 
 
 @lru_cache(maxsize=64)
@@ -286,17 +296,25 @@ def compute_figures(
     as_of: date,
     rules: FigureRules,
     calendar: SchoolCalendar | None = None,
+    pupil_ids: Collection[int] | None = None,
 ) -> list[PupilFigures]:
-    """Every pupil on the school's roll, with figures as of the end of `as_of`."""
+    """Every pupil on the school's roll, with figures as of the end of `as_of`; or only
+    those of them in `pupil_ids` (a case, a page of a few children)."""
     calendar = calendar or school_calendar(session, school_id)
     ranges = _ranges(calendar, as_of, rules)
     connection = session.connection()
-    sql, positional = _driver_sql(figures_sql(ranges, connection.dialect.name), connection.dialect)
+    some = pupil_ids is not None
+    sql, order = _driver_sql(
+        figures_sql(ranges, connection.dialect.name, some_pupils=some), connection.dialect
+    )
+    params = {"school_id": school_id}
+    if some:
+        params["pupil_ids"] = json.dumps([int(i) for i in pupil_ids])
     # Straight from the driver's cursor, in this session's transaction: SQLAlchemy's
     # result rows cost more than the figures made of them, for a whole LA.
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(sql, (school_id,) if positional else {"school_id": school_id})
+        cursor.execute(sql, params if order is None else tuple(params[key] for key in order))
         rows = cursor.fetchall()
     finally:
         cursor.close()

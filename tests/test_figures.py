@@ -238,3 +238,31 @@ def test_a_database_from_before_packed_week_counts_is_upgraded(engine, session, 
     # Autumn 1 is 74 sessions; Autumn 2 to Wed 4 Nov is 6, of which 4 ill and 1 O.
     assert (after.possible_year, after.present_year) == (80, 75)
     assert (after.illness_days_year, after.unauthorised_year) == (2.0, 1)
+
+
+def test_figures_for_some_pupils_are_theirs_from_the_whole_school(session, school):
+    pupils = [add_pupil(session, school.id, serial) for serial in (13, 14, 15)]
+    for n, pupil in enumerate(pupils):  # 0, 1 and 2 days off with illness
+        days = ["2026-11-02", "2026-11-03"][:n]
+        register(session, school.id, pupil, "2026-09-03", "2026-11-04", both_days(days, "I"))
+    whole = compute_figures(
+        session=session, school_id=school.id, as_of=d("2026-11-04"), rules=RULES
+    )
+    some = compute_figures(
+        session=session,
+        school_id=school.id,
+        as_of=d("2026-11-04"),
+        rules=RULES,
+        pupil_ids=[pupils[2].id, pupils[0].id],
+    )
+    assert [f.pupil_id for f in some] == [pupils[0].id, pupils[2].id]
+    assert some == [f for f in whole if f.pupil_id in {pupils[0].id, pupils[2].id}]
+    assert [f.illness_days_year for f in some] == [0.0, 2.0]
+    none = compute_figures(
+        session=session, school_id=school.id, as_of=d("2026-11-04"), rules=RULES, pupil_ids=[]
+    )
+    assert none == []
+
+
+def both_days(days: list[str], code: str) -> dict[tuple[str, str], str]:
+    return {key: code for day in days for key in both(day, code)}
