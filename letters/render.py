@@ -37,9 +37,13 @@ from markupsafe import Markup
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_LANGUAGE = "en"
 
-# Each copy fills these in: the recipient's name and address, and the salutation.
+# Each copy fills these in: the recipient's name and address, and the salutation. A layout
+# whose address block breaks its lines with newlines (`white-space: pre-line`) says so with
+# RECIPIENT_LINES; letters stored before it have RECIPIENT, and their copies keep <br>.
 RECIPIENT = "<!--recipient-->"
+RECIPIENT_LINES = "<!--recipient:lines-->"
 SALUTATION = "<!--salutation-->"
+NEWLINE = "&#10;"  # a line break in a .lines block, kept apart from the template's own newlines
 
 
 # --------------------------------------------------------------------------- filters
@@ -304,10 +308,12 @@ def sha256(text: str) -> str:
 
 def address_copy(letter_html: str, *, name: str, address_lines: list[str], salutation: str) -> str:
     """One recipient's copy: the letter with their address block and salutation."""
-    block = "<br>".join(html_lib.escape(line) for line in [name, *address_lines] if line)
-    return letter_html.replace(RECIPIENT, block, 1).replace(
-        SALUTATION, html_lib.escape(salutation), 1
-    )
+    lines = [html_lib.escape(line) for line in [name, *address_lines] if line]
+    if RECIPIENT_LINES in letter_html:
+        letter_html = letter_html.replace(RECIPIENT_LINES, NEWLINE.join(lines), 1)
+    else:
+        letter_html = letter_html.replace(RECIPIENT, "<br>".join(lines), 1)
+    return letter_html.replace(SALUTATION, html_lib.escape(salutation), 1)
 
 
 def body_of(letter_html: str) -> str:
@@ -347,6 +353,7 @@ def html_to_text(letter_html: str) -> str:
             elif tag in ("td", "th"):
                 out.append("  ")
         elif not hidden and not token.group().startswith("<!"):
-            out.append(_SPACES.sub(" ", html_lib.unescape(data or token.group())))
+            parts = (data or token.group()).split(NEWLINE)
+            out.append("\n".join(_SPACES.sub(" ", html_lib.unescape(p)) for p in parts))
     lines = [line.strip() for line in "".join(out).splitlines()]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"

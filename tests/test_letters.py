@@ -42,6 +42,7 @@ from letters.catalogue import LA, SPECS, TEXT, LetterSpec
 from letters.context import compulsory_school_age_from, compulsory_school_age_until
 from letters.pdf import PdfRenderer, html_to_pdf
 from letters.render import (
+    address_copy,
     days,
     html_to_text,
     long_date,
@@ -496,6 +497,30 @@ def test_the_stylesheet_parsed_once_lays_out_the_same():
         )
         assert len(own.pages) > 1 and boxes(parsed) == boxes(own), template
         assert pdf_text(html_to_pdf(html)) == pdf_text(own.write_pdf()), template
+
+
+def test_address_lines_are_lines_in_the_pdf_and_the_email_and_stored_copies_stay_the_same():
+    """The layout breaks the address, the school's block and the signature with newlines
+    (pre-line) rather than <br>: each line still stands on its own in the PDF and in the
+    email's text. A letter stored with the earlier layout makes the very same copy (and so
+    the same copy hash) as when it was sent."""
+    policy = load_policy("st-barnabas")
+    html = render("st_barnabas/below_97", sample_context(policy, "st_barnabas/below_97"))
+    assert "<br>" not in html
+    address = ["14 Mill Lane", "Tunbridge Wells", "TN2 3AB"]
+    copy = address_copy(html, name="Ms Jo Keetch", address_lines=address, salutation="Ms Keetch")
+    lines = "Ms Jo Keetch\n14 Mill Lane\nTunbridge Wells\nTN2 3AB"
+    assert lines in pdf_text(html_to_pdf(copy))
+    text = html_to_text(copy)
+    assert lines in text and "Dear Ms Keetch," in text
+    school = policy.school
+    assert f"{school.address[0]}\n{school.address[1]}" in text
+    assert f"{policy.school.senior_attendance_champion.name}\n" in text
+    stored_before = html.replace("<!--recipient:lines-->", "<!--recipient-->")
+    old_copy = address_copy(
+        stored_before, name="Ms Jo Keetch", address_lines=address, salutation="Ms Keetch"
+    )
+    assert "Ms Jo Keetch<br>14 Mill Lane<br>Tunbridge Wells<br>TN2 3AB" in old_copy
 
 
 def test_plain_english_formats():
