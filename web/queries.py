@@ -1157,8 +1157,9 @@ def _count_changes(
                 weekly[index] = NO_WEEK
         _put_weeks(count, _week_totals(connection, school_id, first, weeks=weeks))
     _put_weeks(count, _week_totals(connection, school_id, first, pupil_ids=joined))
+    if days or roll is not count.roll:  # not just another school's marks
+        count.derived.clear()
     count.roll, count.seen = roll, seen
-    count.derived.clear()
     return count
 
 
