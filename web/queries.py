@@ -524,88 +524,22 @@ class CasePage:
     other_cases: list[CaseRecord]
 
 
-# The roll condition of figures.compute's statement, in any driver's parameter style.
-_ROLL = re.compile(r"p\.school_id = (?::school_id|\?|%\(school_id\)s|%s|\$1) AND p\.on_roll")
-
-
-class _NarrowingCursor:
-    """A driver cursor that runs the figures statement for some pupils only."""
-
-    def __init__(self, cursor: Any, only: str):
-        self._cursor, self._only = cursor, only
-
-    def execute(self, sql: Any, *args: Any) -> Any:
-        if isinstance(sql, str):
-            sql = _ROLL.sub(lambda m: m.group(0) + self._only, sql)
-        return self._cursor.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
-class _NarrowingDriver:
-    def __init__(self, driver: Any, only: str):
-        self._driver, self._only = driver, only
-
-    def cursor(self, *args: Any) -> _NarrowingCursor:
-        return _NarrowingCursor(self._driver.cursor(*args), self._only)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._driver, name)
-
-
-class _NarrowingConnection:
-    def __init__(self, connection: Any, only: str):
-        self._connection, self._only = connection, only
-
-    @property
-    def connection(self) -> _NarrowingDriver:
-        return _NarrowingDriver(self._connection.connection, self._only)
-
-    def execute(self, statement: Any, *args: Any) -> Any:
-        if hasattr(statement, "text"):
-            statement = text(_ROLL.sub(lambda m: m.group(0) + self._only, statement.text))
-        return self._connection.execute(statement, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._connection, name)
-
-
-class _SomePupils:
-    """The session, for compute_figures to run its statement narrowed to a few pupils'
-    IDs (integers, written into the statement), so that a case or the approvals queue
-    does not compute the whole school's figures to show a few children's."""
-
-    def __init__(self, session: Session, pupil_ids: list[int]):
-        self._session = session
-        self._only = f" AND p.id IN ({', '.join(str(int(i)) for i in pupil_ids)})"
-
-    def connection(self) -> _NarrowingConnection:
-        return _NarrowingConnection(self._session.connection(), self._only)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
-
-
 def figures_of(
     session: Session, ctx: SchoolContext, pupil_ids: list[int], as_of: date | None = None
 ) -> dict[int, PupilFigures]:
-    """The figures of these pupils (those on roll), by pupil ID."""
+    """The figures of these pupils (those on roll), by pupil ID: computed for them alone,
+    so that a case or the approvals queue does not compute the whole school's."""
     if not pupil_ids:
         return {}
-    wanted = set(pupil_ids)
-    common = {
-        "school_id": ctx.school.id,
-        "as_of": as_of or ctx.as_of,
-        "rules": ctx.policy.figure_rules(),
-        "calendar": ctx.calendar,
-    }
-    try:
-        rows = compute_figures(session=_SomePupils(session, pupil_ids), **common)  # type: ignore[arg-type]
-    except AttributeError:  # figures.compute reads the session some other way now
-        log.warning("figures for a few pupils: computing the whole school's instead")
-        rows = compute_figures(session=session, **common)
-    return {f.pupil_id: f for f in rows if f.pupil_id in wanted}
+    rows = compute_figures(
+        session=session,
+        school_id=ctx.school.id,
+        as_of=as_of or ctx.as_of,
+        rules=ctx.policy.figure_rules(),
+        calendar=ctx.calendar,
+        pupil_ids=pupil_ids,
+    )
+    return {f.pupil_id: f for f in rows}
 
 
 def pupil_figures(
