@@ -109,16 +109,36 @@ class FigureRanges:
         short = short or earliest_week
         cutoff = calendar.school_days_before(as_of, rules.unexplained_resolution_school_days)
         overdue_last = (cutoff - timedelta(days=1)) if cutoff else year_start - timedelta(days=1)
+
+        def span(first: date, last: date) -> DateRange:
+            return _to_week_ends(calendar, DateRange(first, last))
+
         return cls(
             as_of=as_of,
-            year=DateRange(year_start, as_of),
-            half_term=DateRange(max(term_start, year_start), as_of),
-            short_window=DateRange(short, as_of),
-            rolling_window=DateRange(rolling, as_of),
-            this_week=DateRange(week_start(as_of), as_of),
-            overdue_unexplained=DateRange(year_start, overdue_last),
+            year=span(year_start, as_of),
+            half_term=span(max(term_start, year_start), as_of),
+            short_window=span(short, as_of),
+            rolling_window=span(rolling, as_of),
+            this_week=span(week_start(as_of), as_of),
+            overdue_unexplained=span(year_start, overdue_last),
             earliest=min(year_start, rolling),
         )
+
+
+def _to_week_ends(calendar: SchoolCalendar, span: DateRange) -> DateRange:
+    """`span` widened to the Monday and Sunday of its weeks where the days it gains are
+    not school days, so have no marks: the same sessions, and the SQL has no part of a
+    week to take off (a year that starts on a Thursday, a half-term ending on a Friday)."""
+    if span.empty:
+        return span
+    first, last = span.first, span.last
+    monday = week_start(first)
+    if not calendar.school_days(monday, first - timedelta(days=1)):
+        first = monday
+    sunday = week_start(last) + timedelta(days=6)
+    if not calendar.school_days(last + timedelta(days=1), sunday):
+        last = sunday
+    return DateRange(first, last)
 
 
 class _Statement:
