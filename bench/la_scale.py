@@ -105,6 +105,7 @@ def main() -> None:
         setup = build(data, la_schools(args.schools, args.pupils, SEED))
     else:
         print(f"reusing the LA in {data} (--rebuild to build it again)")
+        make_engine(f"sqlite:///{data / 'history.db'}").dispose()  # to the current schema
     if args.build_only:
         return
     print(
