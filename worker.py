@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.baseline import BaselineActivities
 from activities.cases import CaseActivities, CasePolicyActivities
 from activities.episodes import EpisodeActivities
 from activities.letters import build_letter_activities
@@ -19,11 +20,13 @@ from activities.sweep import FanOutActivities, SweepActivities
 from database import make_engine, session_factory
 from schedules import sync_schedules
 from settings import Settings, get_settings
+from workflows.baseline import SeptemberBaseline
 from workflows.case import AttendanceCase
 from workflows.episode import AbsenceEpisode
+from workflows.print_pack import DailyPrintPack
 from workflows.sweep import RegisterCloseSweep
 
-WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode, AttendanceCase]
+WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode, AttendanceCase, DailyPrintPack, SeptemberBaseline]
 # Workflows kept in memory between their tasks (the SDK's default is 1,000, about 0.4 MiB
 # each here). A case hears from the sweep at most once a school day, so most open cases
 # are better replayed from history when they next have work: the worker's memory then
@@ -49,6 +52,7 @@ def build_worker(
         activities=[
             sweep.record_threshold_crossings,
             fan_out.fan_out,
+            BaselineActivities(client, sessions).send_september_baseline,
             cases.apply_case_update,
             cases.amend_register,
             cases.request_penalty_notice,

@@ -444,6 +444,9 @@ class CaseLadder:
     name: str
     stages: list[CaseStage]
     review_months: list[int] = field(default_factory=list)
+    # Last year's persistently absent pupils start the year on the first rung with this
+    # letter (All Saints' September baseline); None: the ladder has no such start.
+    september_letter: str | None = None
 
     def stage(self, stage_id: str) -> CaseStage:
         return next(s for s in self.stages if s.id == stage_id)
@@ -545,7 +548,8 @@ def case_policy(policy) -> CasePolicy:
                 )
             )
         months = sorted({m for point in ladder.review_points for m in point.months[:1]})
-        ladders.append(CaseLadder(ladder.id, ladder.name, stages, months))
+        september = ladder.september_letter if ladder.september_previous_year_pa else None
+        ladders.append(CaseLadder(ladder.id, ladder.name, stages, months, september))
     penalty = policy.national.penalty_notice
     amounts = [penalty.amount_pounds, penalty.second_notice_amount_pounds]
     reminders = policy.case_reminders

@@ -28,7 +28,7 @@ from sqlmodel import Session, func, select
 
 from models.letters import Letter, Outbox
 from models.tables import ChronologyEntry, StaffTask
-from schedules import schedule_id
+from schedules import school_schedules
 from tests.registers import both
 from tests.test_case import school_pupil, settled, start_case, until_stage
 from workflows.case import AttendanceCase, ScheduleMeetingInput, ThresholdsChanged
@@ -115,7 +115,8 @@ async def test_worker_killed_mid_case_loses_and_duplicates_nothing(
     finally:
         if worker.poll() is None:
             kill(worker)
-        await env.client.get_schedule_handle(schedule_id(school.id)).delete()
+        for id_ in school_schedules(school, task_queue):
+            await env.client.get_schedule_handle(id_).delete()
 
     assert first == {"ChronologyEntry": 3, "Letter": 1, "StaffTask": 0, "Outbox": 2}
     with Session(engine) as session:

@@ -85,6 +85,15 @@ class ThresholdsChanged:
 
 
 @dataclass
+class PreviousYearAbsence:
+    """From the September baseline: the pupil was persistently absent last year (signal)."""
+
+    as_of: str  # the day it is sent
+    rate_year: float | None  # last year's attendance, %
+    year_ended: str  # the last school day of last year
+
+
+@dataclass
 class LadderState:
     stage: str | None = None
     since: str = ""  # the day the current stage began
@@ -228,6 +237,7 @@ class AttendanceCase:
         self.input: AttendanceCaseInput | None = None
         self.state = CaseState()
         self.inbox: list[ThresholdsChanged] = []
+        self.baselines: list[PreviousYearAbsence] = []
         self.changed = False
         self.lock = asyncio.Lock()
 
@@ -250,11 +260,13 @@ class AttendanceCase:
             wake = self._next_wake()
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: bool(self.inbox) or self.changed,
+                    lambda: bool(self.inbox or self.baselines) or self.changed,
                     timeout=max(wake - workflow.now(), timedelta(seconds=1)) if wake else None,
                 )
             self.changed = False
             async with self.lock:
+                while self.baselines:
+                    await self._on_previous_year(self.baselines.pop(0))
                 while self.inbox:
                     await self._on_thresholds(self.inbox.pop(0))
                 await self._on_time()
@@ -287,6 +299,12 @@ class AttendanceCase:
         self.state.seen_days = (self.state.seen_days + [change.as_of])[-10:]
         self.state.as_of, self.state.anchored_at = change.as_of, workflow.now().isoformat()
         self.inbox.append(change)
+
+    @workflow.signal
+    def previous_year_absence(self, baseline: PreviousYearAbsence) -> None:
+        if not self.state.anchored_at:  # a case the baseline opens: its clock starts here
+            self.state.as_of, self.state.anchored_at = baseline.as_of, workflow.now().isoformat()
+        self.baselines.append(baseline)
 
     @workflow.query
     def status(self) -> CaseStatus:
@@ -372,6 +390,21 @@ class AttendanceCase:
                         and not self._pending(ls)
                     ):
                         await self._step_down(ladder, "back above the line")
+
+    async def _on_previous_year(self, baseline: PreviousYearAbsence) -> None:
+        """Each ladder with a September baseline, if the pupil is not on it yet, starts on
+        its first rung with the baseline letter; its review points then judge from here."""
+        rate = f"{baseline.rate_year:.1f}%" if baseline.rate_year is not None else "no sessions"
+        why = f"persistently absent last year: {rate} to {baseline.year_ended}"
+        for ladder in self._policy().ladders:
+            if not ladder.september_letter or self.state.ladders[ladder.id].stage:
+                continue
+            if self.state.paused:
+                await self._write(
+                    notes=[self._note("threshold", f"{why}; the case is paused, no step taken")]
+                )
+                return
+            await self._enter(ladder, ladder.stages[0], why, letter=ladder.september_letter)
 
     def _recovered(self, ladder: CaseLadder, ls: LadderState) -> bool:
         """A stage with no review of its own ends when the pupil is back over its line."""
@@ -548,7 +581,10 @@ class AttendanceCase:
 
     # Moving on a ladder -------------------------------------------------------------------
 
-    async def _enter(self, ladder: CaseLadder, stage: CaseStage, why: str) -> None:
+    async def _enter(
+        self, ladder: CaseLadder, stage: CaseStage, why: str, letter: str | None = None
+    ) -> None:
+        """Onto `stage`, with its letter (or `letter` instead)."""
         today = self._today()
         review_on = await self._review_on(ladder, stage, today)
         ls = self.state.ladders[ladder.id] = LadderState(
@@ -597,7 +633,7 @@ class AttendanceCase:
             )
         await self._write(notes=notes, open_tasks=tasks, returns=returns, decisions=decisions)
         if not stage.approver:
-            await self._send_stage_letters(ladder, stage)
+            await self._send_stage_letters(ladder, stage, letter)
 
     async def _step_down(self, ladder: CaseLadder, why: str) -> None:
         ls = self.state.ladders[ladder.id]
@@ -619,12 +655,15 @@ class AttendanceCase:
             notes=[self._note("stage", f"{ladder.name}: back to {lower.name} ({why})")]
         )
 
-    async def _send_stage_letters(self, ladder: CaseLadder, stage: CaseStage) -> None:
-        letter = stage.letter
-        for when, variant_letter in stage.variants:
-            if when is None or when in self.state.holding:
-                letter = variant_letter
-                break
+    async def _send_stage_letters(
+        self, ladder: CaseLadder, stage: CaseStage, letter: str | None = None
+    ) -> None:
+        if letter is None:
+            letter = stage.letter
+            for when, variant_letter in stage.variants:
+                if when is None or when in self.state.holding:
+                    letter = variant_letter
+                    break
         if letter:
             await self._letter(letter, ladder, stage)
         if stage.text_message:
