@@ -2,6 +2,7 @@
 the day's print pack built from the real outbox at the end of each school's day, and the
 September baseline of last year's persistent absence (All Saints' Appendix 1)."""
 
+import json
 import uuid
 from datetime import date
 from pathlib import Path
@@ -160,6 +161,7 @@ async def test_last_years_persistently_absent_pupils_start_the_year_at_stage_1(
             for e in session.exec(select(ChronologyEntry).where(ChronologyEntry.kind == "stage"))
         ]
     assert [(lt.pupil_id, lt.template) for lt in letters] == [(absent.id, "all_saints/stage_1_pa")]
+    assert json.loads(letters[0].data)["data"]["previous_year_rate"] == round(100 * 314 / 388, 2)
     assert stages == [
         "Attendance stages (Appendix 1): Stage 1: attendance is causing concern "
         "(persistently absent last year: 80.9% to 2026-07-21)"

@@ -404,7 +404,13 @@ class AttendanceCase:
                     notes=[self._note("threshold", f"{why}; the case is paused, no step taken")]
                 )
                 return
-            await self._enter(ladder, ladder.stages[0], why, letter=ladder.september_letter)
+            await self._enter(
+                ladder,
+                ladder.stages[0],
+                why,
+                letter=ladder.september_letter,
+                letter_data={"previous_year_rate": baseline.rate_year},
+            )
 
     def _recovered(self, ladder: CaseLadder, ls: LadderState) -> bool:
         """A stage with no review of its own ends when the pupil is back over its line."""
@@ -582,9 +588,14 @@ class AttendanceCase:
     # Moving on a ladder -------------------------------------------------------------------
 
     async def _enter(
-        self, ladder: CaseLadder, stage: CaseStage, why: str, letter: str | None = None
+        self,
+        ladder: CaseLadder,
+        stage: CaseStage,
+        why: str,
+        letter: str | None = None,
+        letter_data: dict | None = None,
     ) -> None:
-        """Onto `stage`, with its letter (or `letter` instead)."""
+        """Onto `stage`, with its letter (or `letter` instead, with `letter_data`)."""
         today = self._today()
         review_on = await self._review_on(ladder, stage, today)
         ls = self.state.ladders[ladder.id] = LadderState(
@@ -633,7 +644,7 @@ class AttendanceCase:
             )
         await self._write(notes=notes, open_tasks=tasks, returns=returns, decisions=decisions)
         if not stage.approver:
-            await self._send_stage_letters(ladder, stage, letter)
+            await self._send_stage_letters(ladder, stage, letter, letter_data)
 
     async def _step_down(self, ladder: CaseLadder, why: str) -> None:
         ls = self.state.ladders[ladder.id]
@@ -656,7 +667,11 @@ class AttendanceCase:
         )
 
     async def _send_stage_letters(
-        self, ladder: CaseLadder, stage: CaseStage, letter: str | None = None
+        self,
+        ladder: CaseLadder,
+        stage: CaseStage,
+        letter: str | None = None,
+        letter_data: dict | None = None,
     ) -> None:
         if letter is None:
             letter = stage.letter
@@ -665,7 +680,7 @@ class AttendanceCase:
                     letter = variant_letter
                     break
         if letter:
-            await self._letter(letter, ladder, stage)
+            await self._letter(letter, ladder, stage, letter_data)
         if stage.text_message:
             await self._letter(stage.text_message, ladder, stage)
 
