@@ -1,7 +1,8 @@
 """Each school's Temporal Schedules, in the school's time zone: on weekdays the
 register-close sweep at the close time its policy gives and the day's print pack at the
-end of its school day; on 1 September the baseline of last year's persistent absence, if
-its policy has one."""
+end of its school day, and the half-termly letters check when the afternoon register
+closes if its policy sends them; on 1 September the baseline of last year's persistent
+absence, if its policy has one."""
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -20,6 +21,7 @@ from temporalio.client import (
 from models.tables import School
 from policies import load_policy
 from workflows.baseline import SeptemberBaseline, SeptemberBaselineInput
+from workflows.half_termly import HalfTermlyLetters, HalfTermlyLettersInput
 from workflows.print_pack import DailyPrintPack, DailyPrintPackInput
 from workflows.sweep import RegisterCloseInput, RegisterCloseSweep
 
@@ -30,6 +32,10 @@ def schedule_id(school_id: int) -> str:
 
 def print_pack_schedule_id(school_id: int) -> str:
     return f"print-pack-{school_id}"
+
+
+def half_termly_schedule_id(school_id: int) -> str:
+    return f"half-termly-letters-{school_id}"
 
 
 def september_baseline_schedule_id(school_id: int) -> str:
@@ -52,6 +58,20 @@ def school_schedules(school: School, task_queue: str) -> dict[str, Schedule]:
         print_pack_schedule_id(school.id): print_pack_schedule(school, task_queue),
     }
     policy = load_policy(school.policy)
+    if policy.half_termly_letter:
+        schedules[half_termly_schedule_id(school.id)] = Schedule(
+            action=ScheduleActionStartWorkflow(
+                HalfTermlyLetters.run,
+                HalfTermlyLettersInput(school_id=school.id, time_zone=policy.timezone),
+                id=half_termly_schedule_id(school.id),
+                task_queue=task_queue,
+            ),
+            spec=_weekdays_at(
+                policy.register.pm.closes,
+                policy.timezone,
+                "half-termly letters, if the half-term ends today",
+            ),
+        )
     if any(ladder.september_previous_year_pa for ladder in policy.ladders):
         schedules[september_baseline_schedule_id(school.id)] = Schedule(
             action=ScheduleActionStartWorkflow(

@@ -23,10 +23,18 @@ from settings import Settings, get_settings
 from workflows.baseline import SeptemberBaseline
 from workflows.case import AttendanceCase
 from workflows.episode import AbsenceEpisode
+from workflows.half_termly import HalfTermlyLetters
 from workflows.print_pack import DailyPrintPack
 from workflows.sweep import RegisterCloseSweep
 
-WORKFLOWS = [RegisterCloseSweep, AbsenceEpisode, AttendanceCase, DailyPrintPack, SeptemberBaseline]
+WORKFLOWS = [
+    RegisterCloseSweep,
+    AbsenceEpisode,
+    AttendanceCase,
+    DailyPrintPack,
+    HalfTermlyLetters,
+    SeptemberBaseline,
+]
 # Workflows kept in memory between their tasks (the SDK's default is 1,000, about 0.4 MiB
 # each here). A case hears from the sweep at most once a school day, so most open cases
 # are better replayed from history when they next have work: the worker's memory then

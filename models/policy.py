@@ -798,6 +798,9 @@ class SchoolPolicy(Model):
     timezone: str = "Europe/London"
     register: Register
     attendance_target: Percent | None = None
+    # Sent to every family on the last school day of each half-term: the child's
+    # attendance this year (All Saints' "Universal" level). None: no such letter.
+    half_termly_letter: TemplateName | None = None
     figures: Figures = Figures()
     national: National = National()
     thresholds: list[Threshold] = Field(min_length=1)

@@ -17,6 +17,7 @@ from models.calendar import load_calendar
 from models.letters import Letter
 from models.tables import ChronologyEntry
 from schedules import (
+    half_termly_schedule_id,
     print_pack_schedule_id,
     school_schedules,
     september_baseline_schedule_id,
@@ -29,6 +30,7 @@ from tests.test_letters import add_family, flat, pdf_text, send
 from worker import build_worker
 from workflows.baseline import SeptemberBaseline, SeptemberBaselineInput
 from workflows.case import AttendanceCase
+from workflows.half_termly import HalfTermlyLetters, HalfTermlyLettersInput
 from workflows.print_pack import DailyPrintPack, DailyPrintPackInput
 
 
@@ -96,6 +98,9 @@ async def test_each_school_gets_its_print_pack_at_the_end_of_its_day(temporal_en
         # Only All Saints' policy starts last year's persistently absent pupils on a ladder.
         assert september_baseline_schedule_id(saints.id) in ids
         assert september_baseline_schedule_id(barnabas.id) not in ids
+        # Only All Saints' sends every family a half-termly letter.
+        assert half_termly_schedule_id(saints.id) in ids
+        assert half_termly_schedule_id(barnabas.id) not in ids
         described = await client.get_schedule_handle(
             september_baseline_schedule_id(saints.id)
         ).describe()
@@ -130,24 +135,25 @@ async def test_last_years_persistently_absent_pupils_start_the_year_at_stage_1(
     async with build_worker(
         temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
     ):
-        baseline = await temporal_env.client.start_workflow(
-            SeptemberBaseline.run,
-            SeptemberBaselineInput(school_id=school.id, as_of="2026-09-01"),
-            id=f"september-baseline-test-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
-        sent = await baseline.result()
+
+        async def run_baseline():
+            # Without time skipping: the case's review timer (1 Oct) must not fire meanwhile.
+            with temporal_env.with_time_skipping_disabled():
+                handle = await temporal_env.client.start_workflow(
+                    SeptemberBaseline.run,
+                    SeptemberBaselineInput(school_id=school.id, as_of="2026-09-01"),
+                    id=f"september-baseline-test-{uuid.uuid4()}",
+                    task_queue=task_queue,
+                )
+                return handle, await handle.result()
+
+        baseline, sent = await run_baseline()
         await keep_history(baseline, "september-baseline")
         assert (sent.pupils, sent.year_ended) == (1, "2026-07-21")
         handle = temporal_env.client.get_workflow_handle(f"attendance-case-{absent.id}-2026")
         await until_stage(handle, "stages", "stage_1")
         # Sent again (a retried schedule): the case is on the rung already, nothing new.
-        again = await temporal_env.client.execute_workflow(
-            SeptemberBaseline.run,
-            SeptemberBaselineInput(school_id=school.id, as_of="2026-09-01"),
-            id=f"september-baseline-test-{uuid.uuid4()}",
-            task_queue=task_queue,
-        )
+        _, again = await run_baseline()
         assert again.pupils == 1
         await settled(handle)
         status = await handle.query(AttendanceCase.status)
@@ -171,3 +177,43 @@ async def test_last_years_persistently_absent_pupils_start_the_year_at_stage_1(
 def school_days(session: Session, school_id: int, first: str, last: str) -> list[date]:
     calendar = load_calendar(session=session, school_id=school_id)
     return calendar.school_days(date.fromisoformat(first), date.fromisoformat(last))
+
+
+async def test_every_family_gets_the_half_termly_letter_on_the_last_day_of_the_half_term(
+    temporal_env, engine, settings, task_queue, keep_history
+):
+    # Two All Saints families; Autumn 1 ends on Fri 23 Oct 2026.
+    pupils = [add_family(engine, urn="145802", serial=n) for n in (1, 2)]
+
+    async def run(as_of: str):
+        handle = await temporal_env.client.start_workflow(
+            HalfTermlyLetters.run,
+            HalfTermlyLettersInput(school_id=pupils[0][0], as_of=as_of),
+            id=f"half-termly-test-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        return handle, await handle.result()
+
+    async with build_worker(
+        temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
+    ):
+        _, before = await run("2026-10-22")  # Thursday: not the last day
+        assert (before.template, before.letters) == (None, 0)
+        handle, sent = await run("2026-10-23")
+        assert (sent.template, sent.letters) == ("all_saints/half_termly", 2)
+        await keep_history(handle, "half-termly-letters")
+        _, again = await run("2026-10-23")  # a repeated run sends nothing twice
+        assert again.letters == 2
+        history = await handle.fetch_history()
+    with Session(engine) as session:
+        letters = session.exec(select(Letter).order_by(Letter.pupil_id)).all()
+    assert [(lt.pupil_id, lt.template) for lt in letters] == [
+        (pupil_id, "all_saints/half_termly") for _, pupil_id in pupils
+    ]
+    # The father in each family takes letters by post: the day's pack is built again.
+    built = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert built == ["send_half_termly_letters", "build_print_pack"]
