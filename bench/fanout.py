@@ -26,7 +26,12 @@ while the next rounds go on).
 
 import argparse
 import asyncio
+import ctypes
+import gc
+import importlib.util
+import json
 import os
+import py_compile
 import re
 import shutil
 import signal
@@ -34,12 +39,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
 from temporalio import workflow
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
@@ -53,6 +59,9 @@ N_DAY = date(2026, 11, 11)  # the N nobody resolved: overdue after five school d
 SWEEP_DAY = date(2026, 11, 25)
 POLICY = "st-barnabas"
 RATIO_GOAL = 0.80
+SETTLE_SECONDS = 5  # after the backlog drains, before memory is read
+DRAIN_TIMEOUT = 1800  # seconds a round waits for the worker to drain
+FLAT_MIB_PER_1000 = 1.0  # the memory goal: RSS growth per 1,000 more open cases
 RESULTS = Path(__file__).parent / "RESULTS.md"
 SECTION = "## Sweep fan-out to pupils' workflows (`bench/fanout.py`)"
 OURS_QUEUE, BARE_QUEUE = "bench-ours", "bench-bare"
@@ -159,6 +168,138 @@ def rss_mib(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
+# The memory probe. Each worker process (ours runs worker.py's own `run_worker`) answers
+# SIGUSR1 by writing what its memory is made of to PROBE_FILE: Python's objects
+# (pymalloc's blocks, the collector's objects), glibc malloc's heaps (in use by Python's
+# larger objects and the SDK's Rust core alike, free but kept, how many arenas), threads.
+# Reading it costs the worker nothing until asked; nothing in it changes what it runs.
+PROBE_FILE = "BENCH_PROBE_FILE"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def memory_snapshot() -> dict:
+    """This process's memory, by who holds it (MiB unless said)."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    with tempfile.NamedTemporaryFile("r", suffix=".xml") as xml:
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        stream = libc.fopen(xml.name.encode(), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        arenas = len(re.findall(r"<heap nr=", xml.read()))
+    rollup = Path("/proc/self/smaps_rollup").read_text()
+    anonymous = int(re.search(r"Anonymous:\s+(\d+) kB", rollup).group(1)) / 1024
+    mib = 1 / 2**20
+    return {
+        "rss": rss_mib(os.getpid()),
+        "anonymous": anonymous,
+        "gc_objects": len(gc.get_objects()),
+        "py_blocks": sys.getallocatedblocks(),
+        "malloc_used": (info.uordblks + info.hblkhd) * mib,
+        "malloc_free": info.fordblks * mib,
+        "arenas": arenas,
+        "threads": len(os.listdir("/proc/self/task")),
+        "cpu_s": sum(os.times()[:2]),
+    }
+
+
+_LOADS = [0]  # workflows loaded into a sandbox: new, or evicted and replayed
+_LOADS_LOCK = threading.Lock()
+
+
+def install_probe() -> None:
+    """Answer SIGUSR1 with a memory snapshot written to $BENCH_PROBE_FILE; SIGUSR2 the same
+    after glibc's malloc_trim (asked once, at the end: it changes what follows)."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    target = Path(os.environ[PROBE_FILE])
+    create_instance = SandboxedWorkflowRunner.create_instance
+
+    def counted(self, details):
+        with _LOADS_LOCK:
+            _LOADS[0] += 1
+        return create_instance(self, details)
+
+    SandboxedWorkflowRunner.create_instance = counted
+
+    def answer(trim: bool) -> None:
+        if trim:
+            ctypes.CDLL(None).malloc_trim(0)
+        snapshot = memory_snapshot() | {"sandbox_loads": _LOADS[0]}
+        partial = target.with_suffix(".part")
+        partial.write_text(json.dumps(snapshot))
+        partial.replace(target)
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, answer, False)
+    loop.add_signal_handler(signal.SIGUSR2, answer, True)
+
+
+async def probe(process: subprocess.Popen, target: Path, trim: bool = False) -> dict:
+    """Ask a worker for its memory snapshot."""
+    target.unlink(missing_ok=True)
+    process.send_signal(signal.SIGUSR2 if trim else signal.SIGUSR1)
+    for _ in range(600):
+        if target.exists():
+            return json.loads(target.read_text())
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"worker {process.pid} did not answer the memory probe")
+
+
+async def backlog(client: Client, queue: str) -> int:
+    """Tasks waiting in a task queue, workflow and activity tasks together."""
+    total = 0
+    for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=kind,
+                report_stats=True,
+            )
+        )
+        total += response.stats.approximate_backlog_count
+    return total
+
+
+async def drain(client: Client, url: str, opened: int, timeout: float) -> tuple[int, float, bool]:
+    """Wait until every case started so far has written its first step and both task
+    queues are empty, at most `timeout` seconds: (cases written, seconds waited, drained)."""
+    started = time.perf_counter()
+    while True:
+        written = cases_written(url)
+        if (
+            written >= opened
+            and await backlog(client, OURS_QUEUE) == 0
+            and await backlog(client, BARE_QUEUE) == 0
+        ):
+            return written, time.perf_counter() - started, True
+        if time.perf_counter() - started > timeout:
+            return written, time.perf_counter() - started, False
+        await asyncio.sleep(2)
+
+
 async def wait_for_pollers(client: Client, queue: str, process: subprocess.Popen) -> None:
     for _ in range(600):
         if process.poll() is not None:
@@ -175,8 +316,21 @@ async def wait_for_pollers(client: Client, queue: str, process: subprocess.Popen
 async def run_bare_worker(address: str) -> None:
     from bench.fanout import Idle  # by the module's own name: the sandbox refuses __main__
 
+    install_probe()
+    # As worker.py does for ours: the sandbox imports this module afresh for every workflow
+    # it loads, from bytecode rather than source.
+    py_compile.compile(__file__, cfile=importlib.util.cache_from_source(__file__))
     client = await Client.connect(address)
     await Worker(client, task_queue=BARE_QUEUE, workflows=[Idle]).run()
+
+
+async def run_our_worker() -> None:
+    """worker.py's own worker (settings from the environment), with the memory probe."""
+    from settings import get_settings
+    from worker import run_worker
+
+    install_probe()
+    await run_worker(get_settings())
 
 
 # ------------------------------------------------------------------------ the rounds
@@ -247,7 +401,7 @@ def cases_written(url: str) -> int:
 # --------------------------------------------------------------------------- the run
 
 
-async def run(schools: int, pupils: int, keep: Path | None) -> dict:
+async def run(schools: int, pupils: int, keep: Path | None, drain_timeout: float) -> dict:
     from bench.la_scale import machine
     from settings import temporal_cli
 
@@ -307,45 +461,76 @@ async def run(schools: int, pupils: int, keep: Path | None) -> dict:
             except RuntimeError:
                 await asyncio.sleep(0.2)
         assert client is not None
+        ours_probe, bare_probe = work / "ours-memory.json", work / "bare-memory.json"
         ours = subprocess.Popen(
-            [sys.executable, "worker.py"],
+            [sys.executable, "-m", "bench.fanout", "--our-worker"],
             cwd=ROOT,
-            env=environment,
+            env=environment | {PROBE_FILE: str(ours_probe)},
             stdout=(work / "worker.log").open("w"),
             stderr=subprocess.STDOUT,
         )
         bare = subprocess.Popen(
             [sys.executable, "-m", "bench.fanout", "--bare-worker", address],
             cwd=ROOT,
+            env=os.environ | {PROBE_FILE: str(bare_probe)},
             stdout=(work / "bare-worker.log").open("w"),
             stderr=subprocess.STDOUT,
         )
         await wait_for_pollers(client, OURS_QUEUE, ours)
         await wait_for_pollers(client, BARE_QUEUE, bare)
         print(f"server and workers up in {time.perf_counter() - t:.0f} s", flush=True)
-        rounds = []
+        rounds = [
+            {
+                "open": 0,
+                "ours": await probe(ours, ours_probe),
+                "bare": await probe(bare, bare_probe),
+                "written": 0,
+                "drained": True,
+            }
+        ]
         for n, school_id in enumerate(school_ids):
             bare_s = await bare_round(client, n * per_school, per_school)
             ours_s, result = await our_round(client, school_id)
             fanned = result.fan_out
             assert fanned.cases_started == per_school, fanned
-            written = cases_written(url)
-            row = {
-                "open": (n + 1) * per_school,
-                "bare_s": bare_s,
-                "ours_s": ours_s,
-                "written": written,
+            opened = (n + 1) * per_school
+            in_flight = {
+                "written": cases_written(url),
                 "rss_ours": rss_mib(ours.pid),
                 "rss_bare": rss_mib(bare.pid),
             }
+            written, drain_s, drained = await drain(client, url, opened, drain_timeout)
+            await asyncio.sleep(SETTLE_SECONDS)
+            row = {
+                "open": opened,
+                "bare_s": bare_s,
+                "ours_s": ours_s,
+                "in_flight": in_flight,
+                "written": written,
+                "drain_s": drain_s,
+                "drained": drained,
+                "ours": await probe(ours, ours_probe),
+                "bare": await probe(bare, bare_probe),
+            }
             rounds.append(row)
+            ours_m, bare_m = row["ours"], row["bare"]
             print(
-                f"{row['open']:>6,} open: bare {per_school / bare_s:6.0f}/s, "
+                f"{opened:>6,} open: bare {per_school / bare_s:6.0f}/s, "
                 f"ours {per_school / ours_s:6.0f}/s ({bare_s / ours_s:.0%} of bare); "
-                f"{written:,} cases written; RSS ours {row['rss_ours']:.0f} MiB, "
-                f"bare {row['rss_bare']:.0f} MiB",
+                f"after the fan-out {in_flight['written']:,} written, RSS ours "
+                f"{in_flight['rss_ours']:.0f} MiB; "
+                f"{'drained' if drained else 'NOT drained'} in {drain_s:.0f} s "
+                f"({written:,} written): RSS ours {ours_m['rss']:.0f} MiB "
+                f"(malloc {ours_m['malloc_used']:.0f} used, {ours_m['malloc_free']:.0f} free, "
+                f"{ours_m['arenas']} arenas; {ours_m['gc_objects']:,} objects, "
+                f"{ours_m['py_blocks']:,} blocks; {ours_m['threads']} threads), "
+                f"bare {bare_m['rss']:.0f} MiB ({bare_m['gc_objects']:,} objects)",
                 flush=True,
             )
+        trimmed = {
+            "ours": await probe(ours, ours_probe, trim=True),
+            "bare": await probe(bare, bare_probe, trim=True),
+        }
     finally:
         for process in (ours, bare, server):
             if process is not None and process.poll() is None:
@@ -356,7 +541,7 @@ async def run(schools: int, pupils: int, keep: Path | None) -> dict:
                     process.kill()
         if keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    return {
+    result = {
         "host": machine(),
         "server": version,
         "load_start": load_start,
@@ -366,11 +551,45 @@ async def run(schools: int, pupils: int, keep: Path | None) -> dict:
         "schools": schools,
         "per_school": per_school,
         "rounds": rounds,
+        "trimmed": trimmed,
+        "drain_timeout": drain_timeout,
     }
+    if keep is not None:
+        (work / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+RATE_COLUMNS = (
+    "open cases",
+    "bare",
+    "ours (fan-out)",
+    "ours / bare",
+    "cases written when the fan-out ended",
+    "RSS ours then",
+    "drained in",
+)
+MEMORY_COLUMNS = (
+    "open cases",
+    "RSS ours",
+    "objects",
+    "blocks",
+    "malloc in use",
+    "malloc free",
+    "arenas",
+    "threads",
+    "sandbox loads",
+    "RSS bare",
+    "bare objects",
+)
+
+
+def _header(columns: tuple[str, ...]) -> str:
+    return f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}"
 
 
 def report(result: dict) -> str:
     host, rounds = result["host"], result["rounds"]
+    base, rounds = rounds[0], rounds[1:]
     n = result["per_school"]
     bare_s = sum(r["bare_s"] for r in rounds)
     ours_s = sum(r["ours_s"] for r in rounds)
@@ -378,13 +597,33 @@ def report(result: dict) -> str:
     bare_rate, our_rate = total / bare_s, total / ours_s
     ratio = our_rate / bare_rate
     met = "met" if ratio >= RATIO_GOAL else "NOT met"
-    lines = "\n".join(
+    rates = "\n".join(
         f"| {r['open']:,} | {n / r['bare_s']:,.0f}/s | {n / r['ours_s']:,.0f}/s "
-        f"| {r['bare_s'] / r['ours_s']:.0%} | {r['written']:,} "
-        f"| {r['rss_ours']:.0f} MiB | {r['rss_bare']:.0f} MiB |"
+        f"| {r['bare_s'] / r['ours_s']:.0%} | {r['in_flight']['written']:,} "
+        f"| {r['in_flight']['rss_ours']:.0f} MiB "
+        f"| {r['drain_s']:.0f} s{'' if r['drained'] else ' (timed out)'} |"
         for r in rounds
     )
-    growth = rounds[-1]["rss_ours"] - rounds[0]["rss_ours"]
+    memory = "\n".join(
+        f"| {r['open']:,} | {r['ours']['rss']:.0f} MiB | {r['ours']['gc_objects']:,} "
+        f"| {r['ours']['py_blocks']:,} | {r['ours']['malloc_used']:.0f} MiB "
+        f"| {r['ours']['malloc_free']:.0f} MiB | {r['ours']['arenas']} "
+        f"| {r['ours']['threads']} | {r['ours']['sandbox_loads']:,} "
+        f"| {r['bare']['rss']:.0f} MiB | {r['bare']['gc_objects']:,} |"
+        for r in [base, *rounds]
+    )
+    # Flat: from half the cases open to all of them, at most FLAT_MIB_PER_1000 per 1,000
+    # cases (a case kept in the worker costs about 400 KiB; this allows about 1 KiB).
+    half = next(r for r in rounds if r["open"] >= total // 2)
+    last = rounds[-1]
+    thousands = (last["open"] - half["open"]) / 1000
+    slope = (last["ours"]["rss"] - half["ours"]["rss"]) / thousands if thousands else 0.0
+    bare_slope = (last["bare"]["rss"] - half["bare"]["rss"]) / thousands if thousands else 0.0
+    drained = all(r["drained"] for r in rounds)
+    flat = drained and slope <= FLAT_MIB_PER_1000
+    loads = last["ours"]["sandbox_loads"] - base["ours"]["sandbox_loads"]
+    cpu = last["ours"]["cpu_s"] - base["ours"]["cpu_s"]
+    trimmed = result["trimmed"]
     return f"""{SECTION}
 
 `flock /tmp/bench.lock .venv/bin/python -m bench.fanout` ({result["schools"]} schools,
@@ -392,17 +631,19 @@ def report(result: dict) -> str:
 
 Machine: {host["nproc"]} cores ({host["cpu"]}), {host["ram_gib"]:.1f} GiB RAM,
 Python {host["python"]}, SQLite {host["sqlite"]}; {result["server"]}, dev server in memory
-(no time skipping), one worker process each for ours and bare, all on this machine. Load
-average at start {" ".join(result["load_start"])}, at end {" ".join(result["load_end"])}.
+(no time skipping), one worker process each for ours and bare, all on this machine (shared:
+other work ran beside it). Load average at start {" ".join(result["load_start"])}, at end
+{" ".join(result["load_end"])}.
 
 Every pupil has an N from Wed 11 Nov never resolved, so on Wed 25 Nov each crosses
-`unexplained_overdue` and the sweep opens an attendance case per pupil (which writes a
-chronology note and a task). Rounds alternate: bare {n:,} starts, then one school's sweep
-({n:,} pupils).
+`unexplained_overdue` and the sweep opens an attendance case per pupil (its first step loads
+the policy and writes a chronology note and a task). Rounds alternate: bare {n:,} starts,
+then one school's sweep ({n:,} pupils); then the benchmark waits until our worker has run
+every case started so far to its first step and both task queues are empty (at most
+{result["drain_timeout"]:.0f} s), waits {SETTLE_SECONDS} s more, and reads both workers' memory.
 
-| open cases | bare | ours (fan-out) | ours / bare | cases written by then | RSS ours | RSS bare |
-|---|---|---|---|---|---|---|
-{lines}
+{_header(RATE_COLUMNS)}
+{rates}
 
 - All {total:,}: bare **{bare_rate:,.0f}** signal-with-starts/s, ours **{our_rate:,.0f}**/s:
   **{ratio:.0%}** of bare. Goal (at least {RATIO_GOAL:.0%}): **{met}**.
@@ -412,9 +653,28 @@ chronology note and a task). Rounds alternate: bare {n:,} starts, then one schoo
   runs the new cases at the same time. Bare: `client.start_workflow(..., start_signal=...)`
   of a workflow that only waits, at the same concurrency, from the benchmark's process,
   its worker in a process of its own.
-- Worker memory: ours changed by {growth:+.0f} MiB from {n:,} to {total:,} open cases
-  (the workflow cache holds at most `max_cached_workflows` cases; the rest are evicted
-  and replayed from history when they next have work).
+
+Memory once drained (each worker's own figures, read on a signal: VmRSS; objects the
+garbage collector tracks; pymalloc blocks, Python's small objects; glibc malloc's heaps,
+which hold Python's larger objects and the SDK's Rust core alike, in use and free but
+kept, and how many arenas; threads; workflows loaded into a sandbox so far, new or evicted
+and replayed):
+
+{_header(MEMORY_COLUMNS)}
+{memory}
+
+- Flat means: from {half["open"]:,} to {last["open"]:,} open cases, every round drained and
+  our RSS grows by at most {FLAT_MIB_PER_1000:.0f} MiB per 1,000 cases (a case kept in the
+  worker's cache costs about 400 KiB; this bound allows about 1 KiB). Ours:
+  **{slope:+.1f} MiB per 1,000** ({half["ours"]["rss"]:.0f} → {last["ours"]["rss"]:.0f} MiB),
+  {"every round drained" if drained else "NOT every round drained"}; the bare worker
+  {bare_slope:+.1f} MiB per 1,000 ({half["bare"]["rss"]:.0f} → {last["bare"]["rss"]:.0f} MiB).
+  Memory goal: **{"met" if flat else "NOT met"}**.
+- At the end, after glibc's `malloc_trim`: ours {trimmed["ours"]["rss"]:.0f} MiB (malloc
+  free {trimmed["ours"]["malloc_free"]:.0f} MiB), bare {trimmed["bare"]["rss"]:.0f} MiB.
+- Our worker loaded {loads:,} workflows into a sandbox for {total:,} cases
+  ({loads / total:.2f} each) and used {cpu:.0f} s of CPU ({1000 * cpu / total:.0f} ms a case,
+  fan-out included).
 """
 
 
@@ -432,12 +692,22 @@ def main() -> None:
     parser.add_argument("--schools", type=int, default=SCHOOLS)
     parser.add_argument("--pupils", type=int, default=PUPILS)
     parser.add_argument("--keep", type=Path, help="build and keep the run's files here")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DRAIN_TIMEOUT,
+        help="seconds a round waits for the worker to run every case started so far",
+    )
     parser.add_argument("--bare-worker", metavar="ADDRESS", help=argparse.SUPPRESS)
+    parser.add_argument("--our-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_worker:
         asyncio.run(run_bare_worker(args.bare_worker))
         return
-    result = asyncio.run(run(args.schools, args.pupils, args.keep))
+    if args.our_worker:
+        asyncio.run(run_our_worker())
+        return
+    result = asyncio.run(run(args.schools, args.pupils, args.keep, args.drain_timeout))
     section = report(result)
     print(section)
     if args.schools == SCHOOLS and args.pupils == PUPILS:
