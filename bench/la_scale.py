@@ -546,17 +546,20 @@ data); database {setup["db_bytes"] / 1e9:.2f} GB.
 
 
 # What stands between the schema and each goal, said under a goal not met.
-IMPORT_NOT_MET = """ Each mark is a row of `registermark` and an entry of its unique
-  index, and each pupil's weekly row is rewritten; the plain insert into a table with one
-  index is by itself several times the bare one (above). Within 3x needs fewer writes per
-  mark: the weekly row as the register itself (the week's codes, minutes late and
-  authors in one row per pupil, written once per pupil per day), with the readers of
-  `registermark` (letters, web pages, case and sweep activities) reading it instead."""
-FIGURES_NOT_MET = """ The SQL is about four fifths of it: one pass per pupil over
-  the term's weekly rows, a score of sums each, on two cores shared with whatever else
-  runs (the load average above). A running total in each weekly row (sessions
-  since the start of the year, by class) would let a window read its first and last rows
-  instead of summing every week."""
+IMPORT_NOT_MET = """ Where ours goes, measured on the 60-school LA (CPU time of the
+  same import with and without the `registermark` insert): the insert of the marks and
+  their unique index is about a third; the other two thirds are Python per mark (parsing
+  each line into a mark, validating it, merging it into its pupil's weekly row), which the
+  bare import does not do at all (csv.reader straight into the driver's executemany). So
+  making the weekly row the register, which takes out the insert, is not enough alone:
+  within 3x also needs the file loaded as the bare import loads it, into a staging table,
+  then validated and merged into the weekly rows by set-based SQL."""
+FIGURES_NOT_MET = """ The SQL is most of it: one pass per pupil over the term's
+  weekly rows, eight aggregates each (six counts packed in one column, summed at once),
+  then the edges of the windows; the rest is building 230,000 figures in Python; on two
+  cores shared with whatever else runs (the load average above). A running total in each
+  weekly row (sessions since the start of the year, packed the same way) would let a
+  window read its first and last rows instead of summing every week."""
 
 
 def record(section: str) -> None:
