@@ -101,6 +101,10 @@ def show(
         )
     if policy.pauses:
         console.print("Pauses: " + ", ".join(p.reason for p in policy.pauses))
+    if policy.half_termly_letter:
+        console.print(
+            f"Every family on the last school day of each half-term: {policy.half_termly_letter}"
+        )
 
 
 def _thresholds(policy: SchoolPolicy) -> Table:
