@@ -938,6 +938,54 @@ async def test_all_saints_monitoring_up_every_rung_and_back_down(
     await keep_history(handle, "case-all-saints-monitoring")
 
 
+async def appendix_1_up_to_stage_3(env, school, pupil, task_queue) -> WorkflowHandle:
+    """All Saints' Appendix 1 ladder from the first unauthorised absence (Mon 21 Sep) to
+    Stage 3 (Tue 1 Dec), for a pupil with O on the mornings of 21 and 22 Sep and ill on the
+    Monday mornings of 28 Sep, 5, 12 and 19 Oct, 2, 16 and 30 Nov."""
+    ladder = "stages"
+    # Mon 21 Sep: 25 of 26 sessions (96.15%), the first unauthorised absence.
+    handle = await start_case(
+        env,
+        school,
+        pupil,
+        task_queue,
+        ThresholdsChanged("2026-09-21", ["any_unauthorised_absence"], ["any_unauthorised_absence"]),
+    )
+    # Tue 22 Sep: 26 of 28 (92.86%): below 95%, Stage 1, reviewed at the October point.
+    await env.fast_forward(handle, timedelta(days=1))
+    lines = ["at_or_below_96", "below_96", "below_95"]
+    await handle.signal(
+        AttendanceCase.thresholds_changed,
+        ThresholdsChanged("2026-09-22", lines + ["any_unauthorised_absence"], lines),
+    )
+    await until_stage(handle, ladder, "stage_1")
+    assert "review on 2026-10-01:stages" in (await handle.query(AttendanceCase.status)).awaiting
+    # Thu 1 Oct: 14 of 16 since 22 Sep (87.5%), below the 96.15% before: Stage 2 and the
+    # attendance lead's meeting; next review point 1 December.
+    await env.fast_forward(handle, timedelta(days=9))
+    await until_stage(handle, ladder, "stage_2")
+    await handle.execute_update(
+        AttendanceCase.schedule_meeting,
+        ScheduleMeetingInput(
+            "2026-10-06T15:30", "parents", "Mr D. Fenwick", "attendance_officer", ladder=ladder
+        ),
+    )
+    await handle.execute_update(
+        AttendanceCase.record_meeting_outcome,
+        MeetingOutcomeInput(
+            attended=True,
+            by="Mr D. Fenwick",
+            role="attendance_officer",
+            targets="96% by the December review",
+            ladder=ladder,
+        ),
+    )
+    # Tue 1 Dec: 70 of 76 since 1 Oct (92.1%), below 92.5% on 30 Sep: Stage 3.
+    await env.fast_forward(handle, timedelta(days=61))
+    await until_stage(handle, ladder, "stage_3")
+    return handle
+
+
 async def test_all_saints_appendix_1_stages_at_the_five_review_points(
     temporal_env, engine, settings, task_queue, keep_history
 ):
@@ -972,48 +1020,7 @@ async def test_all_saints_appendix_1_stages_at_the_five_review_points(
     async with build_worker(
         temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
     ):
-        # Mon 21 Sep: 25 of 26 sessions (96.15%), the first unauthorised absence.
-        handle = await start_case(
-            temporal_env,
-            school,
-            pupil,
-            task_queue,
-            ThresholdsChanged(
-                "2026-09-21", ["any_unauthorised_absence"], ["any_unauthorised_absence"]
-            ),
-        )
-        # Tue 22 Sep: 26 of 28 (92.86%): below 95%, Stage 1, reviewed at the October point.
-        await temporal_env.fast_forward(handle, timedelta(days=1))
-        lines = ["at_or_below_96", "below_96", "below_95"]
-        await handle.signal(
-            AttendanceCase.thresholds_changed,
-            ThresholdsChanged("2026-09-22", lines + ["any_unauthorised_absence"], lines),
-        )
-        await until_stage(handle, ladder, "stage_1")
-        assert "review on 2026-10-01:stages" in (await handle.query(AttendanceCase.status)).awaiting
-        # Thu 1 Oct: 14 of 16 since 22 Sep (87.5%), below the 96.15% before: Stage 2 and
-        # the attendance lead's meeting; next review point 1 December.
-        await temporal_env.fast_forward(handle, timedelta(days=9))
-        await until_stage(handle, ladder, "stage_2")
-        await handle.execute_update(
-            AttendanceCase.schedule_meeting,
-            ScheduleMeetingInput(
-                "2026-10-06T15:30", "parents", "Mr D. Fenwick", "attendance_officer", ladder=ladder
-            ),
-        )
-        await handle.execute_update(
-            AttendanceCase.record_meeting_outcome,
-            MeetingOutcomeInput(
-                attended=True,
-                by="Mr D. Fenwick",
-                role="attendance_officer",
-                targets="96% by the December review",
-                ladder=ladder,
-            ),
-        )
-        # Tue 1 Dec: 70 of 76 since 1 Oct (92.1%), below 92.5% on 30 Sep: Stage 3.
-        await temporal_env.fast_forward(handle, timedelta(days=61))
-        await until_stage(handle, ladder, "stage_3")
+        handle = await appendix_1_up_to_stage_3(temporal_env, school, pupil, task_queue)
         # Mon 1 Feb: 62 of 68 since 1 Dec (91.2%), below 92.11% on 30 Nov: Stage 4, the
         # formal warning, sent once the headteacher countersigns it.
         await temporal_env.fast_forward(handle, timedelta(days=62))
@@ -1079,51 +1086,15 @@ async def test_all_saints_appendix_1_back_down_at_the_review_points(
     # As the walk up to Stage 3 above (O on the mornings of Mon 21 and Tue 22 Sep, ill on
     # seven Monday mornings to 30 Nov), then present every session from Tue 1 Dec.
     absent = {("2026-09-21", "AM"): "O", ("2026-09-22", "AM"): "O"}
-    for day in ["2026-09-28", "2026-10-05", "2026-10-12", "2026-10-19", "2026-11-02"]:
-        absent[day, "AM"] = "I"
-    absent |= {("2026-11-16", "AM"): "I", ("2026-11-30", "AM"): "I"}
+    for day in ["09-28", "10-05", "10-12", "10-19", "11-02", "11-16", "11-30"]:
+        absent[f"2026-{day}", "AM"] = "I"
     school, pupil = school_pupil(engine, "all-saints", absent)
     ladder = "stages"
     async with build_worker(
         temporal_env.client, engine=engine, task_queue=task_queue, settings=settings
     ):
-        handle = await start_case(
-            temporal_env,
-            school,
-            pupil,
-            task_queue,
-            ThresholdsChanged(
-                "2026-09-21", ["any_unauthorised_absence"], ["any_unauthorised_absence"]
-            ),
-        )
-        await temporal_env.fast_forward(handle, timedelta(days=1))
-        lines = ["at_or_below_96", "below_96", "below_95"]
-        await handle.signal(
-            AttendanceCase.thresholds_changed,
-            ThresholdsChanged("2026-09-22", lines + ["any_unauthorised_absence"], lines),
-        )
-        await until_stage(handle, ladder, "stage_1")
-        await temporal_env.fast_forward(handle, timedelta(days=9))
-        await until_stage(handle, ladder, "stage_2")
-        await handle.execute_update(
-            AttendanceCase.schedule_meeting,
-            ScheduleMeetingInput(
-                "2026-10-06T15:30", "parents", "Mr D. Fenwick", "attendance_officer", ladder=ladder
-            ),
-        )
-        await handle.execute_update(
-            AttendanceCase.record_meeting_outcome,
-            MeetingOutcomeInput(
-                attended=True,
-                by="Mr D. Fenwick",
-                role="attendance_officer",
-                targets="96% by the December review",
-                ladder=ladder,
-            ),
-        )
         # Tue 1 Dec: 107 of 116 sessions this year (92.24%), 70 of 76 since 1 Oct: Stage 3.
-        await temporal_env.fast_forward(handle, timedelta(days=61))
-        await until_stage(handle, ladder, "stage_3")
+        handle = await appendix_1_up_to_stage_3(temporal_env, school, pupil, task_queue)
         # Mon 1 Feb, the next review point: 26 sessions more in December and 40 in
         # January, all present: 173 of 182 (95.05%), no longer below 95%. Down to Stage 2.
         await temporal_env.fast_forward(handle, timedelta(days=62))

@@ -9,9 +9,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo
-
     from activities.baseline import BaselineActivities, SendBaselineInput, SendBaselineResult
+    from workflows.school_day import school_today
 
 
 @dataclass
@@ -25,7 +24,7 @@ class SeptemberBaselineInput:
 class SeptemberBaseline:
     @workflow.run
     async def run(self, input: SeptemberBaselineInput) -> SendBaselineResult:
-        as_of = input.as_of or workflow.now().astimezone(ZoneInfo(input.time_zone)).date()
+        as_of = input.as_of or school_today(input.time_zone)
         return await workflow.execute_activity_method(
             BaselineActivities.send_september_baseline,
             SendBaselineInput(school_id=input.school_id, as_of=str(as_of)),

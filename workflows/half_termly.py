@@ -10,14 +10,13 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo
-
     from activities.letters import (
         HalfTermlyInput,
         HalfTermlyResult,
         LetterActivities,
         PrintPackRequest,
     )
+    from workflows.school_day import school_today
 
 
 @dataclass
@@ -31,7 +30,7 @@ class HalfTermlyLettersInput:
 class HalfTermlyLetters:
     @workflow.run
     async def run(self, input: HalfTermlyLettersInput) -> HalfTermlyResult:
-        as_of = input.as_of or workflow.now().astimezone(ZoneInfo(input.time_zone)).date()
+        as_of = input.as_of or school_today(input.time_zone)
         sent = await workflow.execute_activity_method(
             LetterActivities.send_half_termly_letters,
             HalfTermlyInput(school_id=input.school_id, as_of=str(as_of)),

@@ -8,9 +8,8 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo
-
     from activities.letters import LetterActivities, PrintPackRequest, PrintPackResult
+    from workflows.school_day import school_today
 
 
 @dataclass
@@ -24,7 +23,7 @@ class DailyPrintPackInput:
 class DailyPrintPack:
     @workflow.run
     async def run(self, input: DailyPrintPackInput) -> PrintPackResult:
-        day = input.day or workflow.now().astimezone(ZoneInfo(input.time_zone)).date().isoformat()
+        day = input.day or school_today(input.time_zone).isoformat()
         return await workflow.execute_activity_method(
             LetterActivities.build_print_pack,
             PrintPackRequest(school_id=input.school_id, day=day),

@@ -14,8 +14,6 @@ from temporalio import workflow
 from temporalio.common import Priority
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo
-
     from activities.sweep import (
         FanOutActivities,
         FanOutInput,
@@ -24,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         SweepActivities,
         ThresholdChange,
     )
+    from workflows.school_day import school_today
 
 
 @dataclass
@@ -56,7 +55,7 @@ SWEEP_FIRST = Priority(priority_key=1)
 class RegisterCloseSweep:
     @workflow.run
     async def run(self, input: RegisterCloseInput) -> RegisterCloseResult:
-        as_of = input.as_of or workflow.now().astimezone(ZoneInfo(input.time_zone)).date()
+        as_of = input.as_of or school_today(input.time_zone)
         recorded = await workflow.execute_activity_method(
             SweepActivities.record_threshold_crossings,
             RecordThresholdsInput(
