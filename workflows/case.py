@@ -258,6 +258,9 @@ class AttendanceCase:
     async def _on_previous_year(self, baseline: PreviousYearAbsence) -> None:
         """Each ladder with a September baseline, if the pupil is not on it yet, starts on
         its first rung with the baseline letter; its review points then judge from here."""
+        if baseline.as_of == self.state.baseline_on:  # sent again (a retried activity)
+            return
+        self.state.baseline_on = baseline.as_of
         rate = f"{baseline.rate_year:.1f}%" if baseline.rate_year is not None else "no sessions"
         why = f"persistently absent last year: {rate} to {baseline.year_ended}"
         for ladder in self._policy().ladders:

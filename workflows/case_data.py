@@ -53,6 +53,7 @@ class CaseState:
     paused: str | None = None
     seen_days: list[str] = field(default_factory=list)
     returns_raised: list[str] = field(default_factory=list)
+    baseline_on: str = ""  # the day of the September baseline taken, if any
     steps: int = 0  # counts the case's steps, for idempotency keys
     closed: bool = False
 
