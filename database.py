@@ -9,7 +9,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 import models.tables  # noqa: F401  (registers the tables)
-from figures.register_week import packed_counts_sql
+from figures.register_week import (
+    CODE_WIDTH,
+    EMPTY_CODES,
+    EMPTY_ENTRIES,
+    EMPTY_MINUTES,
+    ENTRY_WIDTH,
+    MINUTES_WIDTH,
+    SLOTS,
+    packed_counts_sql,
+    register_mark_view_sql,
+)
 
 SessionFactory = Callable[[], Session]
 
@@ -31,19 +41,24 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA temp_store=MEMORY")
             cursor.close()
 
-    SQLModel.metadata.create_all(engine)
+    create_tables(engine)
+    return engine
+
+
+def create_tables(engine: Engine) -> None:
+    """Every table that is missing, the `registermark` view, and what a database made by
+    an earlier version lacks."""
+    SQLModel.metadata.create_all(
+        engine, tables=[t for t in SQLModel.metadata.sorted_tables if not t.info.get("view")]
+    )
     with engine.begin() as connection:
         _add_packed_week_counts(connection)
-        if engine.dialect.name == "sqlite":
-            _sqlite_index_stats(connection)
-        elif engine.dialect.name == "postgresql":
-            connection.execute(
-                text(
-                    "CREATE INDEX IF NOT EXISTS ix_registermark_pupil_day "
-                    "ON registermark (pupil_id, day)"
-                )
-            )
-    return engine
+        _add_register_columns(connection)
+        kind = _relation_kind(connection, "registermark")
+        if kind == "table":
+            _move_marks_into_weeks(connection)
+        if kind != "view":
+            connection.execute(text(register_mark_view_sql(engine.dialect.name)))
 
 
 def _add_packed_week_counts(connection: Connection) -> None:
@@ -55,33 +70,97 @@ def _add_packed_week_counts(connection: Connection) -> None:
     connection.execute(text(f"UPDATE registerweek SET counts = {packed_counts_sql()}"))
 
 
-# What SQLite's planner is told about indexes whose statistics ANALYZE has not measured
-# yet: as ANALYZE writes them (rows; then rows per distinct value of the first column, of
-# the first two, ...), for a register of a million marks. With them it finds a pupil's
-# marks through registermark's week-led unique index by skipping from week to week
-# (https://sqlite.org/optoverview.html#skipscan) rather than reading the whole table; a
-# later ANALYZE replaces them with measured figures, which lead to the same plans.
-SQLITE_INDEX_STATS = {
-    ("registermark", "ux_registermark_week"): "1000000 25000 10 2 1",
-}
+def _add_register_columns(connection: Connection) -> None:
+    """A database made when the register was a table of its own gets the weekly
+    register's columns of it, and ImportBatch its days."""
+    have = {c["name"] for c in inspect(connection).get_columns("registerweek")}
+    for column, empty in (
+        ("codes", EMPTY_CODES),
+        ("minutes_late", EMPTY_MINUTES),
+        ("entries", EMPTY_ENTRIES),
+    ):
+        if column not in have:
+            connection.execute(
+                text(
+                    f"ALTER TABLE registerweek ADD COLUMN {column} VARCHAR NOT NULL"
+                    f" DEFAULT '{empty}'"
+                )
+            )
+    have = {c["name"] for c in inspect(connection).get_columns("importbatch")}
+    for column in ("first_day", "last_day"):
+        if column not in have:
+            connection.execute(text(f"ALTER TABLE importbatch ADD COLUMN {column} DATE"))
 
 
-def _sqlite_index_stats(connection: Connection) -> None:
-    """Give SQLite the statistics in SQLITE_INDEX_STATS of any index that has none."""
-    have_stats = connection.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'")
-    ).first()
-    if not have_stats:
-        connection.execute(text("ANALYZE sqlite_schema"))  # creates sqlite_stat1, cheaply
-    known = set(connection.execute(text("SELECT tbl, idx FROM sqlite_stat1")).all())
-    missing = [key for key in SQLITE_INDEX_STATS if key not in known]
-    for table, index in missing:
-        connection.execute(
-            text("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (:tbl, :idx, :stat)"),
-            {"tbl": table, "idx": index, "stat": SQLITE_INDEX_STATS[table, index]},
+def _relation_kind(connection: Connection, name: str) -> str | None:
+    inspector = inspect(connection)
+    if name in inspector.get_view_names():
+        return "view"
+    return "table" if name in inspector.get_table_names() else None
+
+
+def _move_marks_into_weeks(connection: Connection) -> None:
+    """Move the marks of the old `registermark` table into the weekly register. Each
+    distinct author and time of the old marks becomes an ImportBatch (kind `register`),
+    the entry its marks point to; then the old table goes."""
+    connection.execute(
+        text(
+            "INSERT INTO importbatch (school_id, kind, filename, sha256, imported_at,"
+            " imported_by, rows, added, amended, unchanged, first_day, last_day)"
+            " SELECT p.school_id, 'register', 'marks recorded before the weekly register',"
+            " '', m.recorded_at, m.recorded_by, COUNT(*), COUNT(*), 0, 0, MIN(m.day),"
+            " MAX(m.day)"
+            " FROM registermark m JOIN pupil p ON p.id = m.pupil_id"
+            " GROUP BY p.school_id, m.recorded_by, m.recorded_at"
         )
-    if missing:
-        connection.execute(text("ANALYZE sqlite_schema"))  # this connection reads them too
+    )
+
+    def slots(value: str, width: int, empty: str) -> str:
+        return " || ".join(
+            f"COALESCE(MAX(CASE WHEN m.slot = {slot} THEN {value} END), '{empty}')"
+            for slot in range(SLOTS)
+        )
+
+    def padded(expr: str, width: int, right: bool) -> str:
+        if connection.dialect.name == "postgresql":
+            return f"{'lpad' if right else 'rpad'}({expr}, {width})"
+        pad = "'" + " " * width + "'"
+        if right:
+            return f"substr({pad} || {expr}, -{width}, {width})"
+        return f"substr({expr} || {pad}, 1, {width})"
+
+    codes = slots(padded("m.code", CODE_WIDTH, False), CODE_WIDTH, " " * CODE_WIDTH)
+    minutes = slots(
+        padded("COALESCE(CAST(m.minutes_late AS TEXT), '')", MINUTES_WIDTH, True),
+        MINUTES_WIDTH,
+        " " * MINUTES_WIDTH,
+    )
+    entries = slots(padded("CAST(b.id AS TEXT)", ENTRY_WIDTH, True), ENTRY_WIDTH, " " * ENTRY_WIDTH)
+    connection.execute(
+        text(
+            "CREATE TEMPORARY TABLE moved_week AS"
+            f" SELECT m.pupil_id AS pupil_id, m.week_start AS week_start, {codes} AS codes,"
+            f" {minutes} AS minutes_late, {entries} AS entries"
+            " FROM registermark m JOIN pupil p ON p.id = m.pupil_id"
+            " JOIN importbatch b ON b.kind = 'register' AND b.school_id = p.school_id"
+            " AND b.imported_by = m.recorded_by AND b.imported_at = m.recorded_at"
+            " GROUP BY m.week_start, m.pupil_id"
+        )
+    )
+    connection.execute(
+        text(
+            "UPDATE registerweek SET codes = moved_week.codes,"
+            " minutes_late = moved_week.minutes_late, entries = moved_week.entries"
+            " FROM moved_week WHERE registerweek.pupil_id = moved_week.pupil_id"
+            " AND registerweek.week_start = moved_week.week_start"
+        )
+    )
+    connection.execute(text("DROP TABLE moved_week"))
+    connection.execute(text("DROP TABLE registermark"))
+    if connection.dialect.name == "sqlite" and connection.execute(
+        text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")
+    ).first():  # the old table's index statistics
+        connection.execute(text("DELETE FROM sqlite_stat1 WHERE tbl = 'registermark'"))
 
 
 def session_factory(engine: Engine) -> SessionFactory:

@@ -1,6 +1,7 @@
-"""The compact weekly register: one row per pupil per week, one class character per
-session (models.codes), kept up to date by `store_marks` in the transaction that
-changes the marks.
+"""The weekly register: one row per pupil per week holding each session's code, minutes
+late and entry (who recorded it, when), with one class character per session
+(models.codes) and the week's counts, all written by `store_marks` in the transaction
+that changes the marks; `registermark` is a view of it, a row per mark.
 
 The figures read only these rows: whole weeks through their count columns, the edges of
 a date range by counting characters of `marks`. Everything here is plain SQL that runs
@@ -101,19 +102,65 @@ def week_counts(marks: str) -> tuple[int, int, int, int, int, int, int, int, boo
 _RUN_NEUTRAL = ABSENCE_RETURN_CLASSES + NO_MARK + NOT_POSSIBLE
 EMPTY_WEEK = NO_MARK * SLOTS
 
+# The register's own columns: each session a fixed-width slot of text. A code is padded
+# with spaces, minutes late right-aligned, an entry is the ImportBatch's id; a slot of
+# spaces is a session with no mark.
+CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH = 2, 3, 8
+MAX_MINUTES_LATE = 10**MINUTES_WIDTH - 1
+EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES = (
+    " " * (width * SLOTS) for width in (CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH)
+)
+REGISTER_COLUMNS = ("codes", "minutes_late", "entries")
+
 UPSERT_WEEK_SQL = """
-    INSERT INTO registerweek (pupil_id, week_start, marks, possible, present, authorised,
-        illness, unauthorised, unexplained, late, trailing_absence, breaks_absence_run,
-        counts)
-    VALUES (:pupil_id, :week_start, :marks, :possible, :present, :authorised, :illness,
-        :unauthorised, :unexplained, :late, :trailing_absence, :breaks_absence_run, :counts)
+    INSERT INTO registerweek (pupil_id, week_start, marks, codes, minutes_late, entries,
+        possible, present, authorised, illness, unauthorised, unexplained, late,
+        trailing_absence, breaks_absence_run, counts)
+    VALUES (:pupil_id, :week_start, :marks, :codes, :minutes_late, :entries, :possible,
+        :present, :authorised, :illness, :unauthorised, :unexplained, :late,
+        :trailing_absence, :breaks_absence_run, :counts)
     ON CONFLICT (pupil_id, week_start) DO UPDATE SET marks = excluded.marks,
+        codes = excluded.codes, minutes_late = excluded.minutes_late,
+        entries = excluded.entries,
         possible = excluded.possible, present = excluded.present,
         authorised = excluded.authorised, illness = excluded.illness,
         unauthorised = excluded.unauthorised, unexplained = excluded.unexplained,
         late = excluded.late, trailing_absence = excluded.trailing_absence,
         breaks_absence_run = excluded.breaks_absence_run, counts = excluded.counts
 """
+
+
+def register_mark_view_sql(dialect: str) -> str:
+    """The `registermark` view: the weekly register as one row per marked session."""
+    sessions = " UNION ALL ".join(
+        f"SELECT {slot} AS slot, {slot // 2} AS day_offset, '{'PM' if slot % 2 else 'AM'}'"
+        " AS session"
+        for slot in range(SLOTS)
+    )
+    if dialect == "postgresql":
+        day = "w.week_start + s.day_offset"
+    else:
+        day = "date(w.week_start, '+' || s.day_offset || ' days')"
+
+    def slot_of_(column: str, width: int) -> str:
+        return f"substr(w.{column}, s.slot * {width} + 1, {width})"
+
+    minutes = slot_of_("minutes_late", MINUTES_WIDTH)
+    return f"""
+        CREATE VIEW registermark AS
+        SELECT w.pupil_id AS pupil_id, {day} AS day, s.session AS session,
+            rtrim({slot_of_("codes", CODE_WIDTH)}) AS code,
+            CAST(nullif(trim({minutes}), '') AS INTEGER) AS minutes_late,
+            b.imported_by AS recorded_by, b.imported_at AS recorded_at,
+            w.week_start AS week_start, s.slot AS slot, b.id AS batch_id
+        FROM registerweek w
+        CROSS JOIN ({sessions}) s
+        JOIN importbatch b
+            ON b.id = CAST(nullif(trim({slot_of_("entries", ENTRY_WIDTH)}), '') AS INTEGER)
+        WHERE {slot_of_("codes", CODE_WIDTH)} <> '{" " * CODE_WIDTH}'
+    """
+
+
 # The count columns of RegisterWeek, in the order week_counts gives them.
 WEEK_COLUMNS = (
     "possible",

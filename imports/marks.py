@@ -18,21 +18,33 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from operator import itemgetter
 
-from sqlalchemy import Column, Select, bindparam, insert, select, text, update
+from sqlalchemy import Column, Select, bindparam, insert, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
 from figures.calendars import school_calendar
-from figures.register_week import EMPTY_WEEK, UPSERT_WEEK_SQL, WEEK_COLUMNS, slot_of, week_counts
+from figures.register_week import (
+    CODE_WIDTH,
+    EMPTY_CODES,
+    EMPTY_ENTRIES,
+    EMPTY_MINUTES,
+    EMPTY_WEEK,
+    ENTRY_WIDTH,
+    MAX_MINUTES_LATE,
+    MINUTES_WIDTH,
+    REGISTER_COLUMNS,
+    UPSERT_WEEK_SQL,
+    WEEK_COLUMNS,
+    slot_of,
+    week_counts,
+)
 from models.calendar import SchoolCalendar, load_calendar, week_start
 from models.codes import NATIONAL_CODES, UnknownCodeError
 from models.tables import (
     ImportBatch,
     MarkAmendment,
     Pupil,
-    RegisterMark,
     RegisterSession,
     RegisterWeek,
 )
@@ -46,7 +58,6 @@ __all__ = [
     "load_calendar",
     "paused_gc",
     "school_roll",
-    "update_weeks",
     "store_marks",
 ]
 
@@ -126,43 +137,6 @@ def school_roll(session: Session, school_id: int) -> dict[str, int]:
     return dict(found.all())
 
 
-def update_weeks(
-    *, session: Session, school_id: int, marks: Iterable[tuple[int, date, int, str]]
-) -> None:
-    """Write these marks, as (pupil id, week start, slot, class), into the school's
-    weekly register rows."""
-    marks = list(marks)
-    if not marks:
-        return
-    connection = session.connection()
-    to_day = _to_driver(connection, RegisterWeek.__table__.c.week_start)
-    stored_form = {start: to_day(start) for start in {start for _, start, _, _ in marks}}
-    stored = {
-        (pupil_id, start): text_
-        for pupil_id, start, text_ in _fetch(
-            connection,
-            "stored weeks",
-            school_id=school_id,
-            first_week=min(stored_form.values()),
-            last_week=max(stored_form.values()),
-        )
-    }
-    patched: dict[tuple[int, date], list[str]] = {}
-    for pupil_id, start, slot, cls in marks:
-        key = (pupil_id, stored_form[start])
-        slots = patched.get(key)
-        if slots is None:
-            slots = patched[key] = list(stored.get(key, EMPTY_WEEK))
-        slots[slot] = cls
-    # Week by week: the rows of a school's week end up side by side, so the next day's
-    # marks rewrite a few pages of the table rather than one per pupil.
-    rows = []
-    for (pupil_id, start), slots in sorted(patched.items(), key=lambda item: item[0][::-1]):
-        text_ = "".join(slots)
-        rows.append((pupil_id, start, text_, *week_counts(text_)))
-    _executemany(connection, "weeks", rows)
-
-
 def store_marks(
     *,
     session: Session,
@@ -197,44 +171,22 @@ def store_marks(
         if not _all_good(rows, pupils, calendar, distinct=len(set(keys))):
             raise ImportRefused(source, _problems(rows, pupils, calendar))
 
-        mark = RegisterMark.__table__
-        to_day = _to_driver(connection, mark.c.day)
-        recorded_at = _to_driver(connection, mark.c.recorded_at)(now)
-        places = {}  # (day, session) -> the day as stored, its week, as stored, and slot
+        to_day = _to_driver(connection, RegisterWeek.__table__.c.week_start)
+        places = {}  # (day, session) -> the week as stored, and the slot
         for day, session_ in {key[1:] for key in keys}:
-            start = week_start(day)
-            places[day, session_] = (
-                to_day(day),
-                start,
-                to_day(start),
-                slot_of(day.weekday(), session_),
-            )
-        stored = _stored_marks(connection, school_id, places)
-        classes = {code: c.cls for code, c in NATIONAL_CODES.items()}
-        new_marks: list[tuple] = []
-        week_marks: list[tuple[int, date, int, str]] = []
+            places[day, session_] = (to_day(week_start(day)), slot_of(day.weekday(), session_))
+        weeks = _stored_weeks(connection, school_id, {start for start, _ in places.values()})
+        writes: list[tuple[tuple[int, str], int, str, int | None]] = []
         changes: list[tuple[MarkRow, tuple[str, int | None]]] = []
         unchanged = 0
         problems: list[str] = []
         for row, key in zip(rows, keys, strict=True):
-            pupil_id, _, session_ = key
-            day, start, start_value, slot = places[key[1:]]
-            before = stored.get((pupil_id, day, session_)) if stored else None
+            start, slot = places[key[1:]]
+            week = (key[0], start)
+            stored = weeks.get(week)
+            before = stored.mark(slot) if stored else None
             if before is None:
-                new_marks.append(
-                    (
-                        pupil_id,
-                        day,
-                        str(session_),
-                        row.code,
-                        row.minutes_late,
-                        recorded_by,
-                        recorded_at,
-                        start_value,
-                        slot,
-                    )
-                )
-                week_marks.append((pupil_id, start, slot, classes[row.code]))
+                writes.append((week, slot, row.code, row.minutes_late))
             elif before == (row.code, row.minutes_late):
                 unchanged += 1
             elif not (row.reason or default_reason):
@@ -244,47 +196,30 @@ def store_marks(
                 )
             else:
                 changes.append((row, before))
-                week_marks.append((pupil_id, start, slot, classes[row.code]))
+                writes.append((week, slot, row.code, row.minutes_late))
         if problems:
             raise ImportRefused(source, problems)
 
-        total = len(new_marks) + len(changes)
-        # In the unique index's order (week, pupil, day, session): each insert lands next
-        # to the one before.
-        new_marks.sort(key=_INDEX_ORDER)
-        for first in range(0, len(new_marks), _CHUNK):
-            _executemany(connection, "marks", new_marks[first : first + _CHUNK])
-            if progress:
-                progress(min(first + _CHUNK, len(new_marks)), total)
+        result = ImportResult(
+            rows=len(rows),
+            added=len(writes) - len(changes),
+            amended=len(changes),
+            unchanged=unchanged,
+        )
+        days = [row.day for row in rows]
+        entry = _record_batch(
+            connection,
+            school_id=school_id,
+            kind=kind,
+            source=source,
+            sha256=sha256,
+            at=now,
+            by=recorded_by,
+            result=result,
+            days=(min(days), max(days)) if days else None,
+        )
+        _write_weeks(connection, weeks, writes, entry)
         if changes:
-            connection.execute(
-                update(mark)
-                .where(
-                    mark.c.week_start == bindparam("p_week_start"),  # the unique index's lead
-                    mark.c.pupil_id == bindparam("p_pupil_id"),
-                    mark.c.day == bindparam("p_day"),
-                    mark.c.session == bindparam("p_session"),
-                )
-                .values(
-                    code=bindparam("p_code"),
-                    minutes_late=bindparam("p_minutes_late"),
-                    recorded_by=bindparam("p_recorded_by"),
-                    recorded_at=bindparam("p_recorded_at"),
-                ),
-                [
-                    {
-                        "p_week_start": week_start(row.day),
-                        "p_pupil_id": pupils[row.upn],
-                        "p_day": row.day,
-                        "p_session": str(row.session),
-                        "p_code": row.code,
-                        "p_minutes_late": row.minutes_late,
-                        "p_recorded_by": recorded_by,
-                        "p_recorded_at": now,
-                    }
-                    for row, _ in changes
-                ],
-            )
             connection.execute(
                 insert(MarkAmendment),
                 [
@@ -304,41 +239,127 @@ def store_marks(
                     for row, before in changes
                 ],
             )
-            if progress:
-                progress(total, total)
-
-        update_weeks(session=session, school_id=school_id, marks=week_marks)
-        result = ImportResult(
-            rows=len(rows), added=len(new_marks), amended=len(changes), unchanged=unchanged
-        )
-        imported_at = _to_driver(connection, ImportBatch.__table__.c.imported_at)(now)
-        _executemany(
-            connection,
-            "batch",
-            [
-                (
-                    school_id,
-                    kind,
-                    source,
-                    sha256,
-                    imported_at,
-                    recorded_by,
-                    result.rows,
-                    result.added,
-                    result.amended,
-                    result.unchanged,
-                )
-            ],
-        )
+        if progress:
+            progress(len(writes), len(writes))
         return result
 
 
-_CHUNK = 20_000
+class StoredWeek:
+    """A pupil's week of the register as stored, as lists of its slots to patch."""
+
+    __slots__ = ("marks", "codes", "minutes_late", "entries")
+
+    def __init__(self, marks: str, codes: str, minutes_late: str, entries: str):
+        self.marks = list(marks)
+        self.codes = [codes[i : i + CODE_WIDTH] for i in range(0, len(codes), CODE_WIDTH)]
+        self.minutes_late = [
+            minutes_late[i : i + MINUTES_WIDTH] for i in range(0, len(minutes_late), MINUTES_WIDTH)
+        ]
+        self.entries = [entries[i : i + ENTRY_WIDTH] for i in range(0, len(entries), ENTRY_WIDTH)]
+
+    def mark(self, slot: int) -> tuple[str, int | None] | None:
+        """The slot's code and minutes late, or None if it has no mark."""
+        code = self.codes[slot].rstrip()
+        if not code:
+            return None
+        minutes = self.minutes_late[slot].strip()
+        return code, int(minutes) if minutes else None
 
 
-# A new mark's key in registermark's unique index (week, pupil, day, session); the week
-# as stored sorts as the week does.
-_INDEX_ORDER = itemgetter(7, 0, 1, 2)
+_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES)
+
+
+def _stored_weeks(
+    connection: Connection, school_id: int, starts: Iterable[str]
+) -> dict[tuple[int, str], StoredWeek]:
+    """The school's stored weeks starting on `starts` (as stored), by (pupil id, start)."""
+    weeks = {}
+    for start in sorted(starts):
+        for pupil_id, start_, *text_ in _fetch(
+            connection, "stored weeks", school_id=school_id, week=start
+        ):
+            weeks[pupil_id, start_] = StoredWeek(*text_)
+    return weeks
+
+
+def _write_weeks(
+    connection: Connection,
+    weeks: dict[tuple[int, str], StoredWeek],
+    writes: Iterable[tuple[tuple[int, str], int, str, int | None]],
+    entry: str,
+) -> None:
+    """Write these marks, as ((pupil id, week start as stored), slot, code, minutes late),
+    into their weekly rows, as recorded by the batch `entry`."""
+    classes = _CLASSES
+    touched: dict[tuple[int, str], StoredWeek] = {}
+    for week, slot, code, minutes in writes:
+        stored = touched.get(week)
+        if stored is None:
+            stored = weeks.get(week) or StoredWeek(*_EMPTY)
+            touched[week] = stored
+        stored.marks[slot] = classes[code]
+        stored.codes[slot] = _CODES[code]
+        stored.minutes_late[slot] = _minutes_slot(minutes)
+        stored.entries[slot] = entry
+    # Week by week: the rows of a school's week end up side by side, so the next day's
+    # marks rewrite a few pages of the table rather than one per pupil.
+    rows = []
+    for (pupil_id, start), stored in sorted(touched.items(), key=lambda item: item[0][::-1]):
+        marks = "".join(stored.marks)
+        rows.append(
+            (
+                pupil_id,
+                start,
+                marks,
+                "".join(stored.codes),
+                "".join(stored.minutes_late),
+                "".join(stored.entries),
+                *week_counts(marks),
+            )
+        )
+    _executemany(connection, "weeks", rows)
+
+
+_CLASSES = {code: c.cls for code, c in NATIONAL_CODES.items()}
+_CODES = {code: code.ljust(CODE_WIDTH) for code in NATIONAL_CODES}
+
+
+@lru_cache(maxsize=1024)
+def _minutes_slot(minutes: int | None) -> str:
+    return " " * MINUTES_WIDTH if minutes is None else str(minutes).rjust(MINUTES_WIDTH)
+
+
+def _record_batch(
+    connection: Connection,
+    *,
+    school_id: int,
+    kind: str,
+    source: str,
+    sha256: str,
+    at: datetime,
+    by: str,
+    result: ImportResult,
+    days: tuple[date, date] | None,
+) -> str:
+    """Insert the batch's ImportBatch row; its id as an entry of the weekly register."""
+    batch = ImportBatch.__table__
+    found = connection.execute(
+        insert(batch).values(
+            school_id=school_id,
+            kind=kind,
+            filename=source,
+            sha256=sha256,
+            imported_at=at,
+            imported_by=by,
+            rows=result.rows,
+            added=result.added,
+            amended=result.amended,
+            unchanged=result.unchanged,
+            first_day=days[0] if days else None,
+            last_day=days[1] if days else None,
+        )
+    )
+    return str(found.inserted_primary_key[0]).rjust(ENTRY_WIDTH)
 
 
 @contextmanager
@@ -364,7 +385,7 @@ def _all_good(
         {row.upn for row in rows} <= pupils.keys()
         and {row.code for row in rows} <= NATIONAL_CODES.keys()
         and all(map(calendar.is_school_day, {row.day for row in rows}))
-        and all(m >= 0 for m in {row.minutes_late for row in rows} - {None})
+        and all(0 <= m <= MAX_MINUTES_LATE for m in {row.minutes_late for row in rows} - {None})
         and distinct == len(rows)
     )
 
@@ -383,6 +404,11 @@ def _problems(rows: Sequence[MarkRow], pupils: dict[str, int], calendar: SchoolC
             problems.append(f"{where}: {calendar.why_not_a_school_day(row.day)}")
         if row.minutes_late is not None and row.minutes_late < 0:
             problems.append(f"{where}: minutes late cannot be negative ({row.minutes_late})")
+        elif row.minutes_late is not None and row.minutes_late > MAX_MINUTES_LATE:
+            problems.append(
+                f"{where}: {row.minutes_late} minutes late is more than the register holds"
+                f" ({MAX_MINUTES_LATE})"
+            )
         key = (row.upn, row.day, str(row.session))
         if key in seen:
             problems.append(
@@ -394,56 +420,25 @@ def _problems(rows: Sequence[MarkRow], pupils: dict[str, int], calendar: SchoolC
     return problems
 
 
-def _stored_marks(
-    connection: Connection, school_id: int, places: dict[tuple[date, str], tuple]
-) -> dict[tuple[int, str, str], tuple[str, int | None]]:
-    """The stored marks the batch could touch, by (pupil id, day as stored, session): this
-    school's pupils on the batch's days (for a day's import, that day), week by week."""
-    weeks: dict[str, list[str]] = {}
-    for day, _, start, _ in places.values():
-        weeks.setdefault(start, []).append(day)
-    stored = {}
-    for start, days in sorted(weeks.items()):
-        found = _fetch(
-            connection,
-            "stored marks",
-            school_id=school_id,
-            week=start,
-            first=min(days),
-            last=max(days),
-        )
-        stored.update(((p, d, s), (c, m)) for p, d, s, c, m in found)
-    return stored
-
-
 def _queries() -> dict[str, Select]:
     """The reads of every batch, each run through `_fetch`; parameters are bound as the
     driver takes them (a day as stored) and rows come back as the driver gives them."""
-    batch, pupil = ImportBatch.__table__, Pupil.__table__
-    mark, week = RegisterMark.__table__, RegisterWeek.__table__
+    batch, pupil, week = ImportBatch.__table__, Pupil.__table__, RegisterWeek.__table__
     school = bindparam("school_id")
     return {
         "imported": select(batch.c.id).where(
             batch.c.school_id == school, batch.c.sha256 == bindparam("sha256")
         ),
-        "stored marks": select(
-            mark.c.pupil_id, mark.c.day, mark.c.session, mark.c.code, mark.c.minutes_late
+        "stored weeks": select(
+            week.c.pupil_id,
+            week.c.week_start,
+            week.c.marks,
+            week.c.codes,
+            week.c.minutes_late,
+            week.c.entries,
         )
-        .join(pupil, pupil.c.id == mark.c.pupil_id)
-        .where(
-            pupil.c.school_id == school,
-            # One week: the pupils' runs of the unique index are found by (week, pupil).
-            mark.c.week_start == bindparam("week"),
-            mark.c.day >= bindparam("first"),
-            mark.c.day <= bindparam("last"),
-        ),
-        "stored weeks": select(week.c.pupil_id, week.c.week_start, week.c.marks)
         .join(pupil, pupil.c.id == week.c.pupil_id)
-        .where(
-            pupil.c.school_id == school,
-            week.c.week_start >= bindparam("first_week"),
-            week.c.week_start <= bindparam("last_week"),
-        ),
+        .where(pupil.c.school_id == school, week.c.week_start == bindparam("week")),
     }
 
 
@@ -460,35 +455,9 @@ def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
 _BULK = {
-    "marks": (
-        insert(RegisterMark.__table__),
-        (
-            "pupil_id",
-            "day",
-            "session",
-            "code",
-            "minutes_late",
-            "recorded_by",
-            "recorded_at",
-            "week_start",
-            "slot",
-        ),
-    ),
-    "weeks": (text(UPSERT_WEEK_SQL), ("pupil_id", "week_start", "marks", *WEEK_COLUMNS)),
-    "batch": (
-        insert(ImportBatch.__table__),
-        (
-            "school_id",
-            "kind",
-            "filename",
-            "sha256",
-            "imported_at",
-            "imported_by",
-            "rows",
-            "added",
-            "amended",
-            "unchanged",
-        ),
+    "weeks": (
+        text(UPSERT_WEEK_SQL),
+        ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS),
     ),
 }
 

@@ -3,7 +3,7 @@
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, UniqueConstraint
 from sqlalchemy import String as SAString
 from sqlmodel import Field, SQLModel
 
@@ -94,32 +94,27 @@ class Contact(SQLModel, table=True):
 
 
 class RegisterMark(SQLModel, table=True):
-    """One session's entry in the attendance register, a legal document.
+    """One session's entry in the attendance register, a legal document: a read-only view
+    of the weekly register (RegisterWeek), one row per session that has a mark.
 
-    `week_start` and `slot` (Mon AM = 0 ... Fri PM = 9) place the mark in the compact
-    weekly register, so the weekly roll-up needs no date arithmetic in SQL.
+    The register is stored a week per pupil per row, so that a day's marks for a whole
+    local authority are 230,000 row updates rather than 460,000 inserts into a
+    mark-per-row table and its index. The view gives every reader the mark-per-row shape;
+    `imports.marks.store_marks` is the only writer, through RegisterWeek. Who recorded a
+    mark and when are those of the ImportBatch that wrote it.
     """
 
-    # One pupil, day and session has one mark. The unique index leads with the week, so
-    # a day's marks for a whole school (or local authority) go into one small region of
-    # it: led by the pupil, every pupil's next mark would land on a page of its own, and
-    # each day's import would rewrite nearly the whole index (in SQLite, through the WAL).
-    # A pupil's marks are still found through it: SQLite skips from week to week
-    # (skip-scan, from the index statistics `database.make_engine` provides); PostgreSQL
-    # gets a (pupil_id, day) index as well.
-    __table_args__ = (
-        Index("ux_registermark_week", "week_start", "pupil_id", "day", "session", unique=True),
-    )
-    id: int | None = Field(default=None, primary_key=True)
-    pupil_id: int = Field(foreign_key="pupil.id")
-    day: date
-    session: RegisterSession = Field(sa_column=Column(SAString(2), nullable=False))
+    __table_args__ = {"info": {"view": True}}  # made by database.make_engine, not create_all
+    pupil_id: int = Field(primary_key=True)
+    day: date = Field(primary_key=True)
+    session: RegisterSession = Field(sa_column=Column(SAString(2), primary_key=True))
     code: str = Field(max_length=2)
     minutes_late: int | None = None
     recorded_by: str
     recorded_at: datetime
     week_start: date
     slot: int
+    batch_id: int
 
 
 class MarkAmendment(SQLModel, table=True):
@@ -140,16 +135,21 @@ class MarkAmendment(SQLModel, table=True):
 
 
 class RegisterWeek(SQLModel, table=True):
-    """A pupil's week of the register, compacted for the figures.
+    """A pupil's week of the register: the register itself, and compacted for the figures.
 
-    Derived from RegisterMark in the same transaction that changes the marks, never
-    written on its own. `marks` has one class character per session, Mon AM to Fri PM
-    (see models.codes); the counts are of the whole week.
+    Ten sessions, Mon AM to Fri PM, each a fixed-width slot of the text columns
+    (figures.register_week): `codes` the national code, `minutes_late` the minutes,
+    `entries` the ImportBatch that recorded it (who and when). `marks` has one class
+    character per session (see models.codes); the counts are of the whole week. Written
+    only by `imports.marks.store_marks`, in the transaction of the import.
     """
 
     pupil_id: int = Field(foreign_key="pupil.id", primary_key=True)
     week_start: date = Field(primary_key=True)
     marks: str = Field(max_length=10)
+    codes: str = Field(max_length=20)
+    minutes_late: str = Field(max_length=30)
+    entries: str = Field(max_length=80)
     possible: int
     present: int
     authorised: int
@@ -166,7 +166,9 @@ class RegisterWeek(SQLModel, table=True):
 
 
 class ImportBatch(SQLModel, table=True):
-    """A file that was imported, so that importing it again is recognised."""
+    """One write of marks (a file imported, a call's outcome recorded, the demo's register)
+    or of pupils: who did it and when, for every mark it wrote (RegisterWeek.entries), and
+    its file's hash, so that importing the same file again is recognised."""
 
     id: int | None = Field(default=None, primary_key=True)
     school_id: int = Field(foreign_key="school.id", index=True)
@@ -179,6 +181,9 @@ class ImportBatch(SQLModel, table=True):
     added: int
     amended: int
     unchanged: int
+    # the days its marks are on (none for a pupils file): what the School page recounts
+    first_day: date | None = None
+    last_day: date | None = None
 
 
 class ThresholdState(SQLModel, table=True):

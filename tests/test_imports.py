@@ -122,7 +122,9 @@ def test_standard_csv_stores_marks_and_the_weekly_register(engine, school, pupil
     result = import_csv(engine, school, path)
     assert (result.rows, result.added, result.amended, result.unchanged) == (4, 4, 0, 0)
     with Session(engine) as session:
-        marks = session.exec(select(RegisterMark).order_by(RegisterMark.id)).all()
+        marks = session.exec(
+            select(RegisterMark).order_by(RegisterMark.pupil_id, RegisterMark.session)
+        ).all()
         assert [(m.code, m.minutes_late, m.recorded_by) for m in marks] == [
             ("/", None, "Office"),
             ("\\", None, "Office"),
@@ -132,6 +134,76 @@ def test_standard_csv_stores_marks_and_the_weekly_register(engine, school, pupil
         assert len(session.exec(select(RegisterWeek)).all()) == 2
         batch = session.exec(select(ImportBatch)).one()
         assert (batch.kind, batch.filename, batch.added) == ("marks-csv", "marks.csv", 4)
+
+
+def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
+    engine, school, pupils, tmp_path
+):
+    # Mon 8 Sep 2025: UPN1 present both sessions; UPN2 late 12 minutes, then ill.
+    marks = (
+        f"{UPN1},2025-09-08,AM,/,,\n{UPN1},2025-09-08,PM,\\,,\n"
+        + f"{UPN2},2025-09-08,AM,L,12,\n{UPN2},2025-09-08,PM,I,,\n"
+    )
+    import_csv(engine, school, write(tmp_path, "mon.csv", HEADER + marks))
+    with Session(engine) as session:
+        before = [
+            (m.pupil_id, m.day, m.session, m.code, m.minutes_late, m.recorded_by, m.recorded_at)
+            for m in session.exec(select(RegisterMark))
+        ]
+    with engine.begin() as connection:  # the register as an earlier version stored it
+        connection.exec_driver_sql("CREATE TABLE old_mark AS SELECT * FROM registermark")
+        connection.exec_driver_sql("DROP VIEW registermark")
+        connection.exec_driver_sql(
+            "CREATE TABLE registermark (id INTEGER PRIMARY KEY, pupil_id INTEGER NOT NULL,"
+            " day DATE NOT NULL, session VARCHAR(2) NOT NULL, code VARCHAR(2) NOT NULL,"
+            " minutes_late INTEGER, recorded_by VARCHAR NOT NULL, recorded_at DATETIME NOT NULL,"
+            " week_start DATE NOT NULL, slot INTEGER NOT NULL)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO registermark (pupil_id, day, session, code, minutes_late, recorded_by,"
+            " recorded_at, week_start, slot) SELECT pupil_id, day, session, code, minutes_late,"
+            " recorded_by, recorded_at, week_start, slot FROM old_mark"
+        )
+        connection.exec_driver_sql("DROP TABLE old_mark")
+        for column in ("codes", "minutes_late", "entries"):
+            connection.exec_driver_sql(f"ALTER TABLE registerweek DROP COLUMN {column}")
+        for column in ("first_day", "last_day"):
+            connection.exec_driver_sql(f"ALTER TABLE importbatch DROP COLUMN {column}")
+    engine.dispose()
+
+    upgraded = make_engine(str(engine.url))
+    with Session(upgraded) as session:
+        after = [
+            (m.pupil_id, m.day, m.session, m.code, m.minutes_late, m.recorded_by, m.recorded_at)
+            for m in session.exec(select(RegisterMark))
+        ]
+        weeks = session.exec(select(RegisterWeek).order_by(RegisterWeek.pupil_id)).all()
+        moved = session.exec(select(ImportBatch).where(ImportBatch.kind == "register")).one()
+    assert sorted(after) == sorted(before)
+    assert len(after) == 4
+    # Mon AM and PM are the first two slots: codes two characters each, minutes three.
+    assert [w.codes[:4] for w in weeks] == ["/ \\ ", "L I "]
+    assert [w.minutes_late[:6] for w in weeks] == ["      ", " 12   "]
+    assert (moved.imported_by, moved.first_day, moved.last_day) == (
+        "Office",
+        date(2025, 9, 8),
+        date(2025, 9, 8),
+    )
+    # The next day's import goes on as before, into the moved weeks.
+    tue = write(tmp_path, "tue.csv", HEADER + f"{UPN1},2025-09-09,AM,O,,\n")
+    with transaction(upgraded) as session:
+        result = import_marks_csv(
+            session=session,
+            school_id=school.id,
+            path=tue,
+            mapping="standard",
+            recorded_by="Office",
+            role="office",
+        )
+    assert result.added == 1
+    with Session(upgraded) as session:
+        week = session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupils[0].id)).one()
+    assert (week.codes[:6], week.present, week.unauthorised) == ("/ \\ O ", 2, 1)
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 import web  # noqa: F401  (registers the account tables before the engine creates them)
-from database import make_engine
+from database import create_tables, make_engine
 from settings import Settings
 from web.deps import CsrfRefused, Forbidden, NotFound, NotSignedIn, _signed_in, csrf_protect
 from web.engine import CaseEngine
@@ -149,7 +148,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     # An engine made before this package was imported lacks the account tables.
-    SQLModel.metadata.create_all(app.state.engine)
+    create_tables(app.state.engine)
     app.state.templates = make_templates()
     app.state.case_engine = CaseEngine(settings, temporal_client)
     for module in (auth, today, caseload, case, approvals, school):

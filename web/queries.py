@@ -873,13 +873,13 @@ _school_locks: dict[tuple[str, int], threading.Lock] = defaultdict(threading.Loc
 
 
 def register_version(connection: Any, school_id: int) -> tuple[int, ...]:
-    """What the School page's count depends on, in one statement: the newest mark and
-    amendment (of any school), the school's import batches (counted, the newest) and its
+    """What the School page's count depends on, in one statement: the newest batch of
+    marks and amendment (of any school), the school's batches (counted, the newest) and its
     roll with the pupils' cohorts (counted, and a sum over their IDs and flags, so that a
     pupil leaving or joining or changing cohort is seen even without a batch)."""
     row = connection.execute(
         text(
-            "SELECT (SELECT MAX(id) FROM registermark), (SELECT MAX(id) FROM markamendment),"
+            "SELECT (SELECT MAX(id) FROM importbatch), (SELECT MAX(id) FROM markamendment),"
             " (SELECT COUNT(*) FROM importbatch WHERE school_id = :school_id),"
             " (SELECT MAX(id) FROM importbatch WHERE school_id = :school_id),"
             " COUNT(*), SUM(id * (1 + 2 * (send OR ehcp) + 4 * fsm + 8 * social_worker"
@@ -930,17 +930,15 @@ def _weeks_between(first: date, last: date) -> list[date]:
 def _changed_days(
     connection: Any, school_id: int, seen: tuple[int, ...], now: tuple[int, ...]
 ) -> set[date]:
-    """The days of the school's marks added or amended after `seen` up to `now`. Marks
-    are found by ID (the table's own key); with the pupil's condition kept off the
-    indexes, SQLite reads just those rows rather than every pupil's weeks."""
-    params = {"school_id": school_id, "marks": seen[0], "marks_now": now[0]}
-    days = connection.execute(
+    """The days the school's batches after `seen` up to `now` wrote marks on (every day
+    from each batch's first to its last), and the days of its amendments."""
+    ranges = connection.execute(
         text(
-            "SELECT DISTINCT m.day FROM registermark m"
-            " WHERE m.id > :marks AND m.id <= :marks_now"
-            " AND +m.pupil_id IN (SELECT id FROM pupil WHERE school_id = :school_id)"
+            "SELECT first_day, last_day FROM importbatch"
+            " WHERE school_id = :school_id AND id > :batches AND id <= :batches_now"
+            " AND first_day IS NOT NULL"
         ),
-        params,
+        {"school_id": school_id, "batches": seen[0], "batches_now": now[0]},
     ).all()
     amended = connection.execute(
         text(
@@ -949,7 +947,13 @@ def _changed_days(
         ),
         {"school_id": school_id, "amendments": seen[1], "amendments_now": now[1]},
     ).all()
-    return {date.fromisoformat(str(d)[:10]) for (d,) in days + amended}
+    days = {date.fromisoformat(str(d)[:10]) for (d,) in amended}
+    for first, last in ranges:
+        day, last = date.fromisoformat(str(first)[:10]), date.fromisoformat(str(last)[:10])
+        while day <= last:
+            days.add(day)
+            day += timedelta(days=1)
+    return days
 
 
 def _code_counts(
@@ -968,7 +972,10 @@ def _code_counts(
         which = "p.on_roll AND m.day IN ({})".format(", ".join(f":d{n}" for n in range(len(days))))
         params: dict[str, Any] = {f"d{n}": d.isoformat() for n, d in enumerate(days)}
     else:
-        newest = connection.execute(text("SELECT MAX(week_start) FROM registermark")).scalar()
+        newest = connection.execute(
+            text("SELECT MAX(last_day) FROM importbatch WHERE school_id = :school_id"),
+            {"school_id": school_id},
+        ).scalar()
         weeks = _weeks_between(first, date.fromisoformat(str(newest)[:10])) if newest else []
         ids = sorted(pupil_ids) if pupil_ids is not None else []
         which = f"p.id IN ({', '.join(str(int(i)) for i in ids)})" if ids else "p.on_roll"
