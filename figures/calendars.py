@@ -10,27 +10,44 @@ calendar is seen at once; only the calendar built from identical rows is reused.
 from datetime import date
 from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
+from database import driver_rows
 from models.calendar import SchoolCalendar, Term
 from models.tables import HalfTerm, NonSchoolDay
 
 
 def school_calendar(session: Session, school_id: int) -> SchoolCalendar:
     """The school's calendar from its HalfTerm and NonSchoolDay rows (as load_calendar)."""
-    terms, closed = HalfTerm.__table__, NonSchoolDay.__table__
     connection = session.connection()
-    rows = connection.execute(
-        select(terms.c.name, terms.c.starts, terms.c.ends, terms.c.academic_year).where(
-            terms.c.school_id == school_id
-        )
-    )
-    days = connection.execute(select(closed.c.day).where(closed.c.school_id == school_id))
+    rows = driver_rows(connection, _TERMS, school_id=school_id)
+    days = driver_rows(connection, _CLOSED, school_id=school_id)
     return _calendar(
-        tuple(sorted((Term(*row) for row in rows), key=_term_order)),
-        tuple(sorted(day for (day,) in days)),
+        tuple(
+            sorted(
+                (Term(name, _day(starts), _day(ends), year) for name, starts, ends, year in rows),
+                key=_term_order,
+            )
+        ),
+        tuple(sorted(_day(day) for (day,) in days)),
     )
+
+
+_TERMS = select(
+    HalfTerm.__table__.c.name,
+    HalfTerm.__table__.c.starts,
+    HalfTerm.__table__.c.ends,
+    HalfTerm.__table__.c.academic_year,
+).where(HalfTerm.__table__.c.school_id == bindparam("school_id"))
+_CLOSED = select(NonSchoolDay.__table__.c.day).where(
+    NonSchoolDay.__table__.c.school_id == bindparam("school_id")
+)
+
+
+def _day(value: date | str) -> date:
+    """A date as the driver gives it (SQLite: text)."""
+    return value if isinstance(value, date) else date.fromisoformat(value[:10])
 
 
 def _term_order(term: Term) -> tuple:

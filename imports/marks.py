@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import itemgetter
 
 from sqlalchemy import Column, Select, bindparam, insert, select, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
+from database import driver_rows
 from figures.calendars import school_calendar
 from figures.register_week import (
     CODE_WIDTH,
@@ -58,6 +60,10 @@ __all__ = [
     "load_calendar",
     "paused_gc",
     "school_roll",
+    "store_new_marks",
+    "register_places",
+    "Marks",
+    "Batch",
     "store_marks",
 ]
 
@@ -130,11 +136,7 @@ class ImportRefused(Exception):
 def school_roll(session: Session, school_id: int) -> dict[str, int]:
     """UPN to pupil id for every pupil of the school, on roll or not (a mark may be for
     a pupil who has since left)."""
-    pupil = Pupil.__table__
-    found = session.connection().execute(
-        select(pupil.c.upn, pupil.c.id).where(pupil.c.school_id == school_id)
-    )
-    return dict(found.all())
+    return dict(_fetch(session.connection(), "roll", school_id=school_id))
 
 
 def store_marks(
@@ -171,72 +173,51 @@ def store_marks(
         if not _all_good(rows, pupils, calendar, distinct=len(set(keys))):
             raise ImportRefused(source, _problems(rows, pupils, calendar))
 
-        to_day = _to_driver(connection, RegisterWeek.__table__.c.week_start)
-        places = {}  # (day, session) -> the week as stored, and the slot
-        for day, session_ in {key[1:] for key in keys}:
-            places[day, session_] = (to_day(week_start(day)), slot_of(day.weekday(), session_))
-        weeks = _stored_weeks(connection, school_id, {start for start, _ in places.values()})
-        writes: list[tuple[tuple[int, str], int, str, int | None]] = []
-        changes: list[tuple[MarkRow, tuple[str, int | None]]] = []
-        unchanged = 0
-        problems: list[str] = []
-        for row, key in zip(rows, keys, strict=True):
-            start, slot = places[key[1:]]
-            week = (key[0], start)
-            stored = weeks.get(week)
-            before = stored.mark(slot) if stored else None
-            if before is None:
-                writes.append((week, slot, row.code, row.minutes_late))
-            elif before == (row.code, row.minutes_late):
-                unchanged += 1
-            elif not (row.reason or default_reason):
-                problems.append(
-                    f"line {row.line}: changes the stored mark {before[0]} to {row.code} for "
-                    f"{row.day.isoformat()} {row.session}; an amendment needs a reason"
-                )
-            else:
-                changes.append((row, before))
-                writes.append((week, slot, row.code, row.minutes_late))
+        places = register_places(connection, {key[1:] for key in keys})
+        marks = Marks(
+            pupil_ids=[key[0] for key in keys],
+            places=[places[key[1:]] for key in keys],
+            codes=[row.code for row in rows],
+            minutes_late=[row.minutes_late for row in rows],
+            days=(min(key[1] for key in keys), max(key[1] for key in keys)) if keys else None,
+        )
+        weeks = _stored_weeks(connection, school_id, marks)
+        writes, changed, unchanged = _sort(marks, weeks)
+        problems = [
+            f"line {rows[i].line}: changes the stored mark {before[0]} to {rows[i].code} for "
+            f"{rows[i].day.isoformat()} {rows[i].session}; an amendment needs a reason"
+            for i, before in changed
+            if not (rows[i].reason or default_reason)
+        ]
         if problems:
             raise ImportRefused(source, problems)
 
         result = ImportResult(
             rows=len(rows),
-            added=len(writes) - len(changes),
-            amended=len(changes),
+            added=len(writes) - len(changed),
+            amended=len(changed),
             unchanged=unchanged,
         )
-        days = [row.day for row in rows]
-        entry = _record_batch(
-            connection,
-            school_id=school_id,
-            kind=kind,
-            source=source,
-            sha256=sha256,
-            at=now,
-            by=recorded_by,
-            result=result,
-            days=(min(days), max(days)) if days else None,
-        )
-        _write_weeks(connection, weeks, writes, entry)
-        if changes:
+        batch = Batch(school_id, kind, source, sha256, recorded_by, now)
+        _write(connection, batch, result, marks, weeks, writes)
+        if changed:
             connection.execute(
                 insert(MarkAmendment),
                 [
                     {
-                        "pupil_id": pupils[row.upn],
-                        "day": row.day,
-                        "session": str(row.session),
+                        "pupil_id": marks.pupil_ids[i],
+                        "day": rows[i].day,
+                        "session": str(rows[i].session),
                         "original_code": before[0],
-                        "new_code": row.code,
+                        "new_code": rows[i].code,
                         "original_minutes_late": before[1],
-                        "new_minutes_late": row.minutes_late,
-                        "reason": row.reason or default_reason,
+                        "new_minutes_late": rows[i].minutes_late,
+                        "reason": rows[i].reason or default_reason,
                         "amended_by": recorded_by,
                         "amended_role": role,
                         "amended_at": now,
                     }
-                    for row, before in changes
+                    for i, before in changed
                 ],
             )
         if progress:
@@ -244,82 +225,150 @@ def store_marks(
         return result
 
 
-class StoredWeek:
-    """A pupil's week of the register as stored, as lists of its slots to patch."""
+@dataclass
+class Marks:
+    """A validated batch of marks, column by column: each mark's pupil, its place in the
+    weekly register (the week as stored, the slot), code and minutes late."""
 
-    __slots__ = ("marks", "codes", "minutes_late", "entries")
-
-    def __init__(self, marks: str, codes: str, minutes_late: str, entries: str):
-        self.marks = list(marks)
-        self.codes = [codes[i : i + CODE_WIDTH] for i in range(0, len(codes), CODE_WIDTH)]
-        self.minutes_late = [
-            minutes_late[i : i + MINUTES_WIDTH] for i in range(0, len(minutes_late), MINUTES_WIDTH)
-        ]
-        self.entries = [entries[i : i + ENTRY_WIDTH] for i in range(0, len(entries), ENTRY_WIDTH)]
-
-    def mark(self, slot: int) -> tuple[str, int | None] | None:
-        """The slot's code and minutes late, or None if it has no mark."""
-        code = self.codes[slot].rstrip()
-        if not code:
-            return None
-        minutes = self.minutes_late[slot].strip()
-        return code, int(minutes) if minutes else None
+    pupil_ids: list[int]
+    places: list[tuple[str, int]]
+    codes: list[str]
+    minutes_late: list[int | None]
+    days: tuple[date, date] | None  # the first and last day the batch has marks on
 
 
-_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES)
+@dataclass
+class Batch:
+    """Who is writing a batch of marks, from where, and when."""
+
+    school_id: int
+    kind: str
+    source: str
+    sha256: str
+    recorded_by: str
+    at: datetime
 
 
-def _stored_weeks(
-    connection: Connection, school_id: int, starts: Iterable[str]
-) -> dict[tuple[int, str], StoredWeek]:
-    """The school's stored weeks starting on `starts` (as stored), by (pupil id, start)."""
-    weeks = {}
-    for start in sorted(starts):
+def store_new_marks(
+    *, session: Session, batch: Batch, marks: Marks, rows: int
+) -> ImportResult | None:
+    """Write a batch already checked whole (a clean file read column by column), if it
+    changes no stored mark; None, writing nothing, if it does (an amendment needs its
+    line's reason: the caller takes the line-by-line path of `store_marks`)."""
+    connection = session.connection()
+    if _fetch(connection, "imported", school_id=batch.school_id, sha256=batch.sha256):
+        return ImportResult(rows=rows, already_imported=True)
+    weeks = _stored_weeks(connection, batch.school_id, marks)
+    writes, changed, unchanged = _sort(marks, weeks)
+    if changed:
+        return None
+    result = ImportResult(rows=rows, added=len(writes), unchanged=unchanged)
+    _write(connection, batch, result, marks, weeks, writes)
+    return result
+
+
+def register_places(
+    connection: Connection, sessions: Iterable[tuple[date, str]]
+) -> dict[tuple[date, str], tuple[str, int]]:
+    """Each (day, session)'s place in the weekly register: its week as stored, its slot."""
+    to_day = _to_driver(connection, RegisterWeek.__table__.c.week_start)
+    return {
+        (day, session): (to_day(week_start(day)), slot_of(day.weekday(), session))
+        for day, session in sessions
+    }
+
+
+# A week as stored: its marks, codes, minutes late and entries, by (pupil id, week start).
+StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str]]
+Write = tuple[tuple[int, str], int, str, int | None]  # (pupil, week), slot, code, minutes
+
+
+def _stored_weeks(connection: Connection, school_id: int, marks: Marks) -> StoredWeeks:
+    """The school's stored weeks that the batch's marks fall in."""
+    weeks: StoredWeeks = {}
+    for start in sorted({start for start, _ in set(marks.places)}):
         for pupil_id, start_, *text_ in _fetch(
             connection, "stored weeks", school_id=school_id, week=start
         ):
-            weeks[pupil_id, start_] = StoredWeek(*text_)
+            weeks[pupil_id, start_] = tuple(text_)
     return weeks
 
 
-def _write_weeks(
+def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[list[Write], list[tuple[int, tuple]], int]:
+    """Each mark new (a write), the same as the stored one, or a change to it: the
+    writes, the changes as (position in the batch, the stored code and minutes), and how
+    many were the same."""
+    writes: list[Write] = []
+    changed: list[tuple[int, tuple[str, int | None]]] = []
+    unchanged = 0
+    blank = " " * CODE_WIDTH
+    for i, (pupil_id, (start, slot), code, minutes) in enumerate(
+        zip(marks.pupil_ids, marks.places, marks.codes, marks.minutes_late, strict=True)
+    ):
+        week = (pupil_id, start)
+        stored = weeks.get(week)
+        if stored is not None:
+            c = slot * CODE_WIDTH
+            before = stored[1][c : c + CODE_WIDTH]
+            if before != blank:
+                m = slot * MINUTES_WIDTH
+                late = stored[2][m : m + MINUTES_WIDTH].strip()
+                stored_mark = (before.rstrip(), int(late) if late else None)
+                if stored_mark == (code, minutes):
+                    unchanged += 1
+                    continue
+                changed.append((i, stored_mark))
+        writes.append((week, slot, code, minutes))
+    return writes, changed, unchanged
+
+
+def _write(
     connection: Connection,
-    weeks: dict[tuple[int, str], StoredWeek],
-    writes: Iterable[tuple[tuple[int, str], int, str, int | None]],
-    entry: str,
+    batch: Batch,
+    result: ImportResult,
+    marks: Marks,
+    weeks: StoredWeeks,
+    writes: list[Write],
 ) -> None:
-    """Write these marks, as ((pupil id, week start as stored), slot, code, minutes late),
-    into their weekly rows, as recorded by the batch `entry`."""
-    classes = _CLASSES
-    touched: dict[tuple[int, str], StoredWeek] = {}
+    """Record the batch, then its writes into the weekly rows, as entries of it."""
+    found = connection.execute(
+        insert(ImportBatch.__table__).values(
+            school_id=batch.school_id,
+            kind=batch.kind,
+            filename=batch.source,
+            sha256=batch.sha256,
+            imported_at=batch.at,
+            imported_by=batch.recorded_by,
+            rows=result.rows,
+            added=result.added,
+            amended=result.amended,
+            unchanged=result.unchanged,
+            first_day=marks.days[0] if marks.days else None,
+            last_day=marks.days[1] if marks.days else None,
+        )
+    )
+    entry = str(found.inserted_primary_key[0]).rjust(ENTRY_WIDTH)
+    by_week: dict[tuple[int, str], list[tuple[int, str, int | None]]] = {}
     for week, slot, code, minutes in writes:
-        stored = touched.get(week)
-        if stored is None:
-            stored = weeks.get(week) or StoredWeek(*_EMPTY)
-            touched[week] = stored
-        stored.marks[slot] = classes[code]
-        stored.codes[slot] = _CODES[code]
-        stored.minutes_late[slot] = _minutes_slot(minutes)
-        stored.entries[slot] = entry
+        by_week.setdefault(week, []).append((slot, code, minutes))
+    classes, codes_, minutes_slot, counts = _CLASSES, _CODES, _minutes_slot, week_counts
+    rows = []
     # Week by week: the rows of a school's week end up side by side, so the next day's
     # marks rewrite a few pages of the table rather than one per pupil.
-    rows = []
-    for (pupil_id, start), stored in sorted(touched.items(), key=lambda item: item[0][::-1]):
-        marks = "".join(stored.marks)
-        rows.append(
-            (
-                pupil_id,
-                start,
-                marks,
-                "".join(stored.codes),
-                "".join(stored.minutes_late),
-                "".join(stored.entries),
-                *week_counts(marks),
-            )
-        )
+    for week in sorted(by_week, key=_WEEK_FIRST):
+        marks_, codes, late, entries = weeks.get(week) or _EMPTY
+        for slot, code, minutes in by_week[week]:
+            c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
+            marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
+            codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
+            late = late[:m] + minutes_slot(minutes) + late[m + MINUTES_WIDTH :]
+            entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
+        rows.append((*week, marks_, codes, late, entries, *counts(marks_)))
     _executemany(connection, "weeks", rows)
 
 
+_WEEK_FIRST = itemgetter(1, 0)
+_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES)
 _CLASSES = {code: c.cls for code, c in NATIONAL_CODES.items()}
 _CODES = {code: code.ljust(CODE_WIDTH) for code in NATIONAL_CODES}
 
@@ -327,39 +376,6 @@ _CODES = {code: code.ljust(CODE_WIDTH) for code in NATIONAL_CODES}
 @lru_cache(maxsize=1024)
 def _minutes_slot(minutes: int | None) -> str:
     return " " * MINUTES_WIDTH if minutes is None else str(minutes).rjust(MINUTES_WIDTH)
-
-
-def _record_batch(
-    connection: Connection,
-    *,
-    school_id: int,
-    kind: str,
-    source: str,
-    sha256: str,
-    at: datetime,
-    by: str,
-    result: ImportResult,
-    days: tuple[date, date] | None,
-) -> str:
-    """Insert the batch's ImportBatch row; its id as an entry of the weekly register."""
-    batch = ImportBatch.__table__
-    found = connection.execute(
-        insert(batch).values(
-            school_id=school_id,
-            kind=kind,
-            filename=source,
-            sha256=sha256,
-            imported_at=at,
-            imported_by=by,
-            rows=result.rows,
-            added=result.added,
-            amended=result.amended,
-            unchanged=result.unchanged,
-            first_day=days[0] if days else None,
-            last_day=days[1] if days else None,
-        )
-    )
-    return str(found.inserted_primary_key[0]).rjust(ENTRY_WIDTH)
 
 
 @contextmanager
@@ -426,6 +442,7 @@ def _queries() -> dict[str, Select]:
     batch, pupil, week = ImportBatch.__table__, Pupil.__table__, RegisterWeek.__table__
     school = bindparam("school_id")
     return {
+        "roll": select(pupil.c.upn, pupil.c.id).where(pupil.c.school_id == school),
         "imported": select(batch.c.id).where(
             batch.c.school_id == school, batch.c.sha256 == bindparam("sha256")
         ),
@@ -446,11 +463,7 @@ _QUERIES = _queries()
 
 
 def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
-    """Run a _QUERIES statement straight through the driver: SQLAlchemy's per-statement
-    work costs more than these index look-ups, once per file of a local authority's day."""
-    sql, order = _driver_sql(name, connection.dialect)
-    values = params if order is None else tuple(params[key] for key in order)
-    return connection.exec_driver_sql(sql, values).fetchall()
+    return driver_rows(connection, _QUERIES[name], **params)
 
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
@@ -477,12 +490,8 @@ def _executemany(connection: Connection, name: str, rows: list[tuple]) -> None:
 
 @lru_cache(maxsize=16)
 def _driver_sql(name: str, dialect: Dialect) -> tuple[str, tuple | None]:
-    """A _BULK or _QUERIES statement compiled for the dialect, in its driver's parameter
-    style, and for a positional style where each parameter is: its place in our rows
-    (_BULK) or its name (_QUERIES)."""
-    if name in _QUERIES:
-        compiled = _QUERIES[name].compile(dialect=dialect)
-        return compiled.string, tuple(compiled.positiontup) if compiled.positional else None
+    """A _BULK statement compiled for the dialect, in its driver's parameter style, and
+    for a positional style the place in our rows of each parameter."""
     statement, keys = _BULK[name]
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if not compiled.positional:
