@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Select, event, inspect, text
+from sqlalchemy import Executable, event, inspect, text
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -167,7 +167,7 @@ def _move_marks_into_weeks(connection: Connection) -> None:
         connection.execute(text("DELETE FROM sqlite_stat1 WHERE tbl = 'registermark'"))
 
 
-def driver_rows(connection: Connection, statement: Select, **params) -> list[tuple]:
+def driver_rows(connection: Connection, statement: Executable, **params) -> list[tuple]:
     """Run a module-level statement on the driver's own cursor, in the connection's
     transaction; rows come back as the driver gives them (SQLite: a date as text). For
     reads made once per file of a local authority's day, where SQLAlchemy's work per
@@ -182,7 +182,7 @@ def driver_rows(connection: Connection, statement: Select, **params) -> list[tup
 
 
 @lru_cache(maxsize=64)
-def _compiled(statement: Select, dialect: Dialect) -> tuple[str, tuple | None]:
+def _compiled(statement: Executable, dialect: Dialect) -> tuple[str, tuple | None]:
     """The statement in the driver's parameter style, and for a positional style the
     names of its parameters in order."""
     compiled = statement.compile(dialect=dialect)

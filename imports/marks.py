@@ -18,9 +18,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from operator import itemgetter
 
-from sqlalchemy import Column, Select, bindparam, insert, select, text
+from sqlalchemy import (
+    Column,
+    Executable,
+    bindparam,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, Dialect
 from sqlmodel import Session
 
@@ -278,19 +286,19 @@ def register_places(
     }
 
 
-# A week as stored: its marks, codes, minutes late and entries, by (pupil id, week start).
-StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str]]
+# A week as stored: its marks, codes, minutes late, entries and (SQLite) rowid, by
+# (pupil id, week start).
+StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str, int | None]]
 Write = tuple[tuple[int, str], int, str, int | None]  # (pupil, week), slot, code, minutes
 
 
 def _stored_weeks(connection: Connection, school_id: int, marks: Marks) -> StoredWeeks:
     """The school's stored weeks that the batch's marks fall in."""
     weeks: StoredWeeks = {}
+    query = "stored weeks with rowid" if connection.dialect.name == "sqlite" else "stored weeks"
     for start in sorted({start for start, _ in set(marks.places)}):
-        for pupil_id, start_, *text_ in _fetch(
-            connection, "stored weeks", school_id=school_id, week=start
-        ):
-            weeks[pupil_id, start_] = tuple(text_)
+        for pupil_id, start_, *stored in _fetch(connection, query, school_id=school_id, week=start):
+            weeks[pupil_id, start_] = tuple(stored)
     return weeks
 
 
@@ -331,51 +339,60 @@ def _write(
     writes: list[Write],
 ) -> None:
     """Record the batch, then its writes into the weekly rows, as entries of it."""
-    found = connection.execute(
-        insert(ImportBatch.__table__).values(
-            school_id=batch.school_id,
-            kind=batch.kind,
-            filename=batch.source,
-            sha256=batch.sha256,
-            imported_at=batch.at,
-            imported_by=batch.recorded_by,
-            rows=result.rows,
-            added=result.added,
-            amended=result.amended,
-            unchanged=result.unchanged,
-            first_day=marks.days[0] if marks.days else None,
-            last_day=marks.days[1] if marks.days else None,
-        )
+    to_day = _to_driver(connection, ImportBatch.__table__.c.first_day)
+    ((batch_id,),) = _fetch(
+        connection,
+        "new batch",
+        school_id=batch.school_id,
+        kind=batch.kind,
+        filename=batch.source,
+        sha256=batch.sha256,
+        imported_at=_to_driver(connection, ImportBatch.__table__.c.imported_at)(batch.at),
+        imported_by=batch.recorded_by,
+        rows=result.rows,
+        added=result.added,
+        amended=result.amended,
+        unchanged=result.unchanged,
+        first_day=to_day(marks.days[0]) if marks.days else None,
+        last_day=to_day(marks.days[1]) if marks.days else None,
     )
-    entry = str(found.inserted_primary_key[0]).rjust(ENTRY_WIDTH)
+    entry = str(batch_id).rjust(ENTRY_WIDTH)
     by_week: dict[tuple[int, str], list[tuple[int, str, int | None]]] = {}
     for week, slot, code, minutes in writes:
         by_week.setdefault(week, []).append((slot, code, minutes))
-    classes, codes_, minutes_slot, counts = _CLASSES, _CODES, _minutes_slot, week_counts
-    rows = []
-    # Week by week: the rows of a school's week end up side by side, so the next day's
-    # marks rewrite a few pages of the table rather than one per pupil.
-    for week in sorted(by_week, key=_WEEK_FIRST):
-        marks_, codes, late, entries = weeks.get(week) or _EMPTY
+    classes, codes_, minutes_slot, counts = _CLASSES, _CODES, _MINUTES_SLOT, week_counts
+    stored_rows, rowid_rows, new_rows = [], [], []
+    # In the order of the table's key, pupil then week: the rows of a school's week lie
+    # side by side, so the next day's marks rewrite a few pages rather than one per pupil.
+    for week in sorted(by_week):
+        stored = weeks.get(week)
+        marks_, codes, late, entries, rowid = stored or _EMPTY
         for slot, code, minutes in by_week[week]:
             c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
             marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
             codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
-            late = late[:m] + minutes_slot(minutes) + late[m + MINUTES_WIDTH :]
+            late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
             entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
-        rows.append((*week, marks_, codes, late, entries, *counts(marks_)))
-    _executemany(connection, "weeks", rows)
+        if stored is None:
+            new_rows.append((*week, marks_, codes, late, entries, *counts(marks_)))
+        elif rowid is not None:
+            rowid_rows.append((marks_, codes, late, entries, *counts(marks_), rowid))
+        else:
+            stored_rows.append((marks_, codes, late, entries, *counts(marks_), *week))
+    _executemany(connection, "stored weeks", stored_rows)
+    _executemany(connection, "stored weeks by rowid", rowid_rows)
+    _executemany(connection, "new weeks", new_rows)
 
 
-_WEEK_FIRST = itemgetter(1, 0)
-_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES)
+_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES, None)
 _CLASSES = {code: c.cls for code, c in NATIONAL_CODES.items()}
 _CODES = {code: code.ljust(CODE_WIDTH) for code in NATIONAL_CODES}
 
 
-@lru_cache(maxsize=1024)
-def _minutes_slot(minutes: int | None) -> str:
-    return " " * MINUTES_WIDTH if minutes is None else str(minutes).rjust(MINUTES_WIDTH)
+_MINUTES_SLOT = {
+    None: " " * MINUTES_WIDTH,
+    **{minutes: str(minutes).rjust(MINUTES_WIDTH) for minutes in range(MAX_MINUTES_LATE + 1)},
+}
 
 
 @contextmanager
@@ -436,26 +453,38 @@ def _problems(rows: Sequence[MarkRow], pupils: dict[str, int], calendar: SchoolC
     return problems
 
 
-def _queries() -> dict[str, Select]:
+def _queries() -> dict[str, Executable]:
     """The reads of every batch, each run through `_fetch`; parameters are bound as the
     driver takes them (a day as stored) and rows come back as the driver gives them."""
     batch, pupil, week = ImportBatch.__table__, Pupil.__table__, RegisterWeek.__table__
     school = bindparam("school_id")
     return {
         "roll": select(pupil.c.upn, pupil.c.id).where(pupil.c.school_id == school),
+        "new batch": insert(batch)
+        .values({c.name: bindparam(c.name) for c in batch.columns if c.name != "id"})
+        .returning(batch.c.id),
         "imported": select(batch.c.id).where(
             batch.c.school_id == school, batch.c.sha256 == bindparam("sha256")
         ),
-        "stored weeks": select(
-            week.c.pupil_id,
-            week.c.week_start,
-            week.c.marks,
-            week.c.codes,
-            week.c.minutes_late,
-            week.c.entries,
-        )
-        .join(pupil, pupil.c.id == week.c.pupil_id)
-        .where(pupil.c.school_id == school, week.c.week_start == bindparam("week")),
+        # With SQLite each row's rowid too, for its update to find it in one look-up
+        # instead of two (the key's index, then the table): half the update's time.
+        **{
+            name: select(
+                week.c.pupil_id,
+                week.c.week_start,
+                week.c.marks,
+                week.c.codes,
+                week.c.minutes_late,
+                week.c.entries,
+                literal_column(locator),
+            )
+            .join(pupil, pupil.c.id == week.c.pupil_id)
+            .where(pupil.c.school_id == school, week.c.week_start == bindparam("week"))
+            for name, locator in (
+                ("stored weeks", "NULL"),
+                ("stored weeks with rowid", "registerweek.rowid"),
+            )
+        },
     }
 
 
@@ -467,10 +496,25 @@ def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
 
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
+_WEEK_KEYS = ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS)
 _BULK = {
-    "weeks": (
-        text(UPSERT_WEEK_SQL),
-        ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS),
+    "new weeks": (text(UPSERT_WEEK_SQL), _WEEK_KEYS),
+    "stored weeks": (  # its rows have the week's key last, as the statement takes it
+        update(RegisterWeek.__table__)
+        .values({key: bindparam(key) for key in _WEEK_KEYS[2:]})
+        .where(
+            RegisterWeek.__table__.c.pupil_id == bindparam("pupil_id"),
+            RegisterWeek.__table__.c.week_start == bindparam("week_start"),
+        ),
+        (*_WEEK_KEYS[2:], *_WEEK_KEYS[:2]),
+    ),
+    "stored weeks by rowid": (
+        text(
+            "UPDATE registerweek SET "
+            + ", ".join(f"{key} = :{key}" for key in _WEEK_KEYS[2:])
+            + " WHERE rowid = :rowid"
+        ),
+        (*_WEEK_KEYS[2:], "rowid"),
     ),
 }
 
@@ -493,7 +537,7 @@ def _driver_sql(name: str, dialect: Dialect) -> tuple[str, tuple | None]:
     """A _BULK statement compiled for the dialect, in its driver's parameter style, and
     for a positional style the place in our rows of each parameter."""
     statement, keys = _BULK[name]
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+    compiled = statement.compile(dialect=dialect)
     if not compiled.positional:
         return compiled.string, None
     return compiled.string, tuple(keys.index(key) for key in compiled.positiontup)

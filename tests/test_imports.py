@@ -32,7 +32,7 @@ from imports.ctf import (
     parse_ctf,
     write_ctf,
 )
-from imports.marks import ImportRefused
+from imports.marks import ImportRefused, store_marks
 from imports.pupils import import_pupils_csv
 from models.tables import Contact, ImportBatch, MarkAmendment, Pupil, RegisterMark, RegisterWeek
 from models.upn import make_upn
@@ -134,6 +134,56 @@ def test_standard_csv_stores_marks_and_the_weekly_register(engine, school, pupil
         assert len(session.exec(select(RegisterWeek)).all()) == 2
         batch = session.exec(select(ImportBatch)).one()
         assert (batch.kind, batch.filename, batch.added) == ("marks-csv", "marks.csv", 4)
+
+
+def test_a_clean_file_and_the_line_by_line_path_store_the_same_register(
+    engine, school, pupils, tmp_path
+):
+    # The same two days into two schools: as a clean file (read column by column), and
+    # mark by mark through store_marks, the path of the CTF import, the demo and any file
+    # with something to report.
+    lines = (
+        f"{UPN1},2025-09-08,AM,/,,\n{UPN1},2025-09-08,PM,L,5,\n"
+        f"{UPN2},2025-09-08,AM,N,,\n{UPN2},2025-09-08,PM,O,,\n"
+        f"{UPN1},2025-09-09,AM,I,,\n{UPN1},2025-09-09,PM,I,,\n"
+        f"{UPN2},2025-09-09,AM,U,40,\n{UPN3},2025-09-09,PM,#,,\n"
+    )
+    with Session(engine, expire_on_commit=False) as session:
+        other = add_school(session, name="Other", urn="118001")
+        add_pupils(session, other.id)
+        session.commit()
+    first = import_csv(engine, school, write(tmp_path, "a.csv", HEADER + lines))
+    with transaction(engine) as session:
+        rows = parse_marks_csv(write(tmp_path, "b.csv", HEADER + lines), "standard")
+        second = store_marks(
+            session=session,
+            school_id=other.id,
+            rows=rows,
+            recorded_by="Office",
+            role="office",
+            source="b.csv",
+            kind="marks-csv",
+            sha256="b",
+        )
+    assert (first.added, second.added) == (8, 8)
+
+    def register(school_id: int) -> list[tuple]:
+        with Session(engine) as session:
+            weeks = session.exec(
+                select(RegisterWeek, Pupil.upn)
+                .join(Pupil, Pupil.id == RegisterWeek.pupil_id)
+                .where(Pupil.school_id == school_id)
+                .order_by(Pupil.upn)
+            ).all()
+        return [
+            (upn, w.week_start, w.marks, w.codes, w.minutes_late, w.counts, w.late)
+            for w, upn in weeks
+        ]
+
+    assert register(other.id) == register(school.id)
+    # UPN1: Mon / and L (5 minutes late), Tue ill both sessions.
+    codes, minutes_late = {row[0]: row for row in register(school.id)}[UPN1][3:5]
+    assert (codes[:8], minutes_late) == ("/ L I I ", "     5".ljust(30))
 
 
 def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
