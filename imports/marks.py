@@ -1,15 +1,22 @@
-"""Storing register marks: the one path every import (CSV, CTF, demo data) takes.
+"""Storing register marks: every import (CSV, CTF, demo data, a call's outcome) writes
+through here, into the weekly register (RegisterWeek), a batch at a time.
 
 A batch is validated whole before anything is written; a bad batch raises
 ImportRefused listing every offending line, and the caller's transaction writes
 nothing. A mark that differs from the stored one becomes an amendment that keeps the
-original entry, with its reason and author, as the 2024 regulations require.
+original entry, with its reason and author, as the 2024 regulations require. Each batch
+is an ImportBatch row, and each mark it writes points to it: who recorded it and when.
+
+`store_marks` takes a batch line by line (MarkRow) and reports every problem;
+`store_new_marks` takes a batch already checked column by column (Marks, from a clean
+file) and declines, writing nothing, if it would change a stored mark. Both sort the
+marks against the stored weeks and write them with `_write`.
 
 Built for a local authority's day (460,000 marks in 600 files) and a term's history (30
 million): a good batch is checked per distinct UPN, day and code rather than per line,
-and the marks and weekly rows go to the driver's own executemany as tuples already in
-the form SQLAlchemy would store (its per-row parameter handling costs more than SQLite's
-insert).
+the reads go to the driver's cursor, and the weekly rows to the driver's own executemany
+as tuples already in the form SQLAlchemy would store (its per-row parameter handling costs
+more than SQLite's own work).
 """
 
 import gc
