@@ -198,6 +198,7 @@ def store_marks(
         )
         weeks = _stored_weeks(connection, school_id, marks)
         writes, changed, unchanged = _sort(marks, weeks)
+        written = len(marks.codes) - unchanged
         problems = [
             f"line {rows[i].line}: changes the stored mark {before[0]} to {rows[i].code} for "
             f"{rows[i].day.isoformat()} {rows[i].session}; an amendment needs a reason"
@@ -209,7 +210,7 @@ def store_marks(
 
         result = ImportResult(
             rows=len(rows),
-            added=len(writes) - len(changed),
+            added=written - len(changed),
             amended=len(changed),
             unchanged=unchanged,
         )
@@ -236,7 +237,7 @@ def store_marks(
                 ],
             )
         if progress:
-            progress(len(writes), len(writes))
+            progress(written, written)
         return result
 
 
@@ -277,7 +278,7 @@ def store_new_marks(
     writes, changed, unchanged = _sort(marks, weeks)
     if changed:
         return None
-    result = ImportResult(rows=rows, added=len(writes), unchanged=unchanged)
+    result = ImportResult(rows=rows, added=len(marks.codes) - unchanged, unchanged=unchanged)
     _write(connection, batch, result, marks, weeks, writes)
     return result
 
@@ -296,7 +297,8 @@ def register_places(
 # A week as stored: its marks, codes, minutes late, entries and (SQLite) rowid, by
 # (pupil id, week start).
 StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str, int | None]]
-Write = tuple[tuple[int, str], int, str, int | None]  # (pupil, week), slot, code, minutes
+# The marks to write into each week: (slot, code, minutes late), by (pupil id, week start).
+Writes = dict[tuple[int, str], list[tuple[int, str, int | None]]]
 
 
 def _stored_weeks(connection: Connection, school_id: int, marks: Marks) -> StoredWeeks:
@@ -304,16 +306,16 @@ def _stored_weeks(connection: Connection, school_id: int, marks: Marks) -> Store
     weeks: StoredWeeks = {}
     query = "stored weeks with rowid" if connection.dialect.name == "sqlite" else "stored weeks"
     for start in sorted({start for start, _ in set(marks.places)}):
-        for pupil_id, start_, *stored in _fetch(connection, query, school_id=school_id, week=start):
-            weeks[pupil_id, start_] = tuple(stored)
+        rows = _fetch(connection, query, school_id=school_id, week=start)
+        weeks.update({(row[0], row[1]): row[2:] for row in rows})
     return weeks
 
 
-def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[list[Write], list[tuple[int, tuple]], int]:
+def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[Writes, list[tuple[int, tuple]], int]:
     """Each mark new (a write), the same as the stored one, or a change to it: the
     writes, the changes as (position in the batch, the stored code and minutes), and how
     many were the same."""
-    writes: list[Write] = []
+    writes: Writes = {}
     changed: list[tuple[int, tuple[str, int | None]]] = []
     unchanged = 0
     blank = " " * CODE_WIDTH
@@ -333,7 +335,11 @@ def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[list[Write], list[tuple[int
                     unchanged += 1
                     continue
                 changed.append((i, stored_mark))
-        writes.append((week, slot, code, minutes))
+        slots = writes.get(week)
+        if slots is None:
+            writes[week] = [(slot, code, minutes)]
+        else:
+            slots.append((slot, code, minutes))
     return writes, changed, unchanged
 
 
@@ -343,7 +349,7 @@ def _write(
     result: ImportResult,
     marks: Marks,
     weeks: StoredWeeks,
-    writes: list[Write],
+    writes: Writes,
 ) -> None:
     """Record the batch, then its writes into the weekly rows, as entries of it."""
     to_day = _to_driver(connection, ImportBatch.__table__.c.first_day)
@@ -364,22 +370,33 @@ def _write(
         last_day=to_day(marks.days[1]) if marks.days else None,
     )
     entry = str(batch_id).rjust(ENTRY_WIDTH)
-    by_week: dict[tuple[int, str], list[tuple[int, str, int | None]]] = {}
-    for week, slot, code, minutes in writes:
-        by_week.setdefault(week, []).append((slot, code, minutes))
     classes, codes_, minutes_slot, counts = _CLASSES, _CODES, _MINUTES_SLOT, week_counts
     stored_rows, rowid_rows, new_rows = [], [], []
     # In the order of the table's key, pupil then week: the rows of a school's week lie
     # side by side, so the next day's marks rewrite a few pages rather than one per pupil.
-    for week in sorted(by_week):
+    for week in sorted(writes):
         stored = weeks.get(week)
         marks_, codes, late, entries, rowid = stored or _EMPTY
-        for slot, code, minutes in by_week[week]:
+        day = writes[week]
+        if len(day) == 2 and day[1][0] == day[0][0] + 1:  # a day's AM and PM: one patch
+            (slot, am, am_late), (_, pm, pm_late) = day
             c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
-            marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
-            codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
-            late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
-            entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
+            marks_ = marks_[:slot] + classes[am] + classes[pm] + marks_[slot + 2 :]
+            codes = codes[:c] + codes_[am] + codes_[pm] + codes[c + 2 * CODE_WIDTH :]
+            late = (
+                late[:m]
+                + minutes_slot[am_late]
+                + minutes_slot[pm_late]
+                + late[m + 2 * MINUTES_WIDTH :]
+            )
+            entries = entries[:e] + entry + entry + entries[e + 2 * ENTRY_WIDTH :]
+        else:
+            for slot, code, minutes in day:
+                c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
+                marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
+                codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
+                late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
+                entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
         if stored is None:
             new_rows.append((*week, marks_, codes, late, entries, *counts(marks_)))
         elif rowid is not None:

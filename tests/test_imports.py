@@ -134,6 +134,11 @@ def test_standard_csv_stores_marks_and_the_weekly_register(engine, school, pupil
         assert len(session.exec(select(RegisterWeek)).all()) == 2
         batch = session.exec(select(ImportBatch)).one()
         assert (batch.kind, batch.filename, batch.added) == ("marks-csv", "marks.csv", 4)
+        # UPN2's week: Mon AM late 12 minutes, Mon PM ill; both recorded by the batch.
+        week = session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupils[1].id)).one()
+        assert (week.marks, week.codes) == ("li........", "L I".ljust(20))
+        assert week.minutes_late == " 12".ljust(30)
+        assert week.entries == (f"{batch.id:>8}" * 2).ljust(80)
 
 
 def test_a_clean_file_and_the_line_by_line_path_store_the_same_register(
