@@ -48,6 +48,7 @@ from demo.register import generate_register
 from demo.schools import DemoSchool, even_roll, synthetic_schools
 from figures.calendars import school_calendar
 from figures.compute import compute_figures
+from figures.register_week import PACKED_COUNTS
 from imports.csv_marks import import_marks_csv
 from imports.marks import MarkRow, store_marks
 from models.calendar import week_start
@@ -431,15 +432,7 @@ def bare_figures_sql() -> str:
     """
 
 
-BARE_COUNTS = (
-    "possible",
-    "present",
-    "authorised",
-    "illness",
-    "unauthorised",
-    "unexplained",
-    "late",
-)
+BARE_COUNTS = (*PACKED_COUNTS, "late")
 
 
 def bare_figures(engine: Engine) -> tuple[float, int]:

@@ -349,15 +349,7 @@ def _clean_columns(
     if len(rows) < 2:
         return None
     header, body = rows[0], rows[1:]
-    wanted = {
-        "upn": mapping.upn,
-        "date": mapping.date,
-        "session": mapping.session or "",
-        "code": mapping.code or "",
-    }
-    if mapping.minutes_late:
-        wanted["minutes late"] = mapping.minutes_late
-    index, missing = _locate(header, wanted, 1)
+    index, missing = _locate(header, _wanted(mapping), 1)
     if missing or set(map(len, body)) != {len(header)}:
         return None
     lookups = _Lookups(mapping)
@@ -428,6 +420,28 @@ def _decode(data: bytes, source: str) -> str:
         raise ImportRefused(
             source, [f"line {line}: not UTF-8 text (export the file as UTF-8 CSV)"]
         ) from None
+
+
+def _wanted(mapping: MarkMapping) -> dict[str, str]:
+    """The header of each column the mapping reads, by what it holds."""
+    if mapping.wide:
+        wanted = {"upn": mapping.upn, "date": mapping.date}
+        for session, name in mapping.session_columns.items():
+            wanted[f"{session} code"] = name
+        for session, name in mapping.minutes_late_columns.items():
+            wanted[f"{session} minutes late"] = name
+    else:
+        wanted = {
+            "upn": mapping.upn,
+            "date": mapping.date,
+            "session": mapping.session or "",
+            "code": mapping.code or "",
+        }
+        if mapping.minutes_late:
+            wanted["minutes late"] = mapping.minutes_late
+    if mapping.reason:
+        wanted["reason"] = mapping.reason
+    return wanted
 
 
 def _locate(
@@ -546,24 +560,7 @@ def _parse_text(text: str, mapping: MarkMapping, source: str, roll: Iterable[str
             header = row
         last_line = reader.line_num
 
-    if mapping.wide:
-        wanted = {"upn": mapping.upn, "date": mapping.date}
-        for session, name in mapping.session_columns.items():
-            wanted[f"{session} code"] = name
-        for session, name in mapping.minutes_late_columns.items():
-            wanted[f"{session} minutes late"] = name
-    else:
-        wanted = {
-            "upn": mapping.upn,
-            "date": mapping.date,
-            "session": mapping.session or "",
-            "code": mapping.code or "",
-        }
-        if mapping.minutes_late:
-            wanted["minutes late"] = mapping.minutes_late
-    if mapping.reason:
-        wanted["reason"] = mapping.reason
-    index, missing = _locate(header, wanted, last_line)
+    index, missing = _locate(header, _wanted(mapping), last_line)
     if missing:
         raise ImportRefused(source, [f"{m} [mapping {mapping.name}]" for m in missing])
 
