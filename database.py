@@ -116,27 +116,23 @@ def _move_marks_into_weeks(connection: Connection) -> None:
         )
     )
 
-    def slots(value: str, width: int, empty: str) -> str:
+    def slots(value: str, width: int, right: bool) -> str:
+        """The ten slots of a week's text column: each mark's `value` padded to `width`
+        (to the right for numbers), blank where the week has no mark."""
+        if connection.dialect.name == "postgresql":
+            padded = f"{'lpad' if right else 'rpad'}({value}, {width})"
+        elif right:
+            padded = f"substr('{' ' * width}' || {value}, -{width}, {width})"
+        else:
+            padded = f"substr({value} || '{' ' * width}', 1, {width})"
         return " || ".join(
-            f"COALESCE(MAX(CASE WHEN m.slot = {slot} THEN {value} END), '{empty}')"
+            f"COALESCE(MAX(CASE WHEN m.slot = {slot} THEN {padded} END), '{' ' * width}')"
             for slot in range(SLOTS)
         )
 
-    def padded(expr: str, width: int, right: bool) -> str:
-        if connection.dialect.name == "postgresql":
-            return f"{'lpad' if right else 'rpad'}({expr}, {width})"
-        pad = "'" + " " * width + "'"
-        if right:
-            return f"substr({pad} || {expr}, -{width}, {width})"
-        return f"substr({expr} || {pad}, 1, {width})"
-
-    codes = slots(padded("m.code", CODE_WIDTH, False), CODE_WIDTH, " " * CODE_WIDTH)
-    minutes = slots(
-        padded("COALESCE(CAST(m.minutes_late AS TEXT), '')", MINUTES_WIDTH, True),
-        MINUTES_WIDTH,
-        " " * MINUTES_WIDTH,
-    )
-    entries = slots(padded("CAST(b.id AS TEXT)", ENTRY_WIDTH, True), ENTRY_WIDTH, " " * ENTRY_WIDTH)
+    codes = slots("m.code", CODE_WIDTH, right=False)
+    minutes = slots("COALESCE(CAST(m.minutes_late AS TEXT), '')", MINUTES_WIDTH, right=True)
+    entries = slots("CAST(b.id AS TEXT)", ENTRY_WIDTH, right=True)
     connection.execute(
         text(
             "CREATE TEMPORARY TABLE moved_week AS"

@@ -142,22 +142,22 @@ def register_mark_view_sql(dialect: str) -> str:
     else:
         day = "date(w.week_start, '+' || s.day_offset || ' days')"
 
-    def slot_of_(column: str, width: int) -> str:
+    def sql_slot(column: str, width: int) -> str:
         return f"substr(w.{column}, s.slot * {width} + 1, {width})"
 
-    minutes = slot_of_("minutes_late", MINUTES_WIDTH)
+    minutes = sql_slot("minutes_late", MINUTES_WIDTH)
     return f"""
         CREATE VIEW registermark AS
         SELECT w.pupil_id AS pupil_id, {day} AS day, s.session AS session,
-            rtrim({slot_of_("codes", CODE_WIDTH)}) AS code,
+            rtrim({sql_slot("codes", CODE_WIDTH)}) AS code,
             CAST(nullif(trim({minutes}), '') AS INTEGER) AS minutes_late,
             b.imported_by AS recorded_by, b.imported_at AS recorded_at,
             w.week_start AS week_start, s.slot AS slot, b.id AS batch_id
         FROM registerweek w
         CROSS JOIN ({sessions}) s
         JOIN importbatch b
-            ON b.id = CAST(nullif(trim({slot_of_("entries", ENTRY_WIDTH)}), '') AS INTEGER)
-        WHERE {slot_of_("codes", CODE_WIDTH)} <> '{" " * CODE_WIDTH}'
+            ON b.id = CAST(nullif(trim({sql_slot("entries", ENTRY_WIDTH)}), '') AS INTEGER)
+        WHERE {sql_slot("codes", CODE_WIDTH)} <> '{" " * CODE_WIDTH}'
     """
 
 

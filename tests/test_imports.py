@@ -246,16 +246,7 @@ def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
     )
     # The next day's import goes on as before, into the moved weeks.
     tue = write(tmp_path, "tue.csv", HEADER + f"{UPN1},2025-09-09,AM,O,,\n")
-    with transaction(upgraded) as session:
-        result = import_marks_csv(
-            session=session,
-            school_id=school.id,
-            path=tue,
-            mapping="standard",
-            recorded_by="Office",
-            role="office",
-        )
-    assert result.added == 1
+    assert import_csv(upgraded, school, tue).added == 1
     with Session(upgraded) as session:
         week = session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupils[0].id)).one()
     assert (week.codes[:6], week.present, week.unauthorised) == ("/ \\ O ", 2, 1)
