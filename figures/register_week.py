@@ -112,22 +112,37 @@ EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES = (
 )
 REGISTER_COLUMNS = ("codes", "minutes_late", "entries")
 
-UPSERT_WEEK_SQL = """
-    INSERT INTO registerweek (pupil_id, week_start, marks, codes, minutes_late, entries,
-        possible, present, authorised, illness, unauthorised, unexplained, late,
-        trailing_absence, breaks_absence_run, counts)
-    VALUES (:pupil_id, :week_start, :marks, :codes, :minutes_late, :entries, :possible,
-        :present, :authorised, :illness, :unauthorised, :unexplained, :late,
-        :trailing_absence, :breaks_absence_run, :counts)
-    ON CONFLICT (pupil_id, week_start) DO UPDATE SET marks = excluded.marks,
-        codes = excluded.codes, minutes_late = excluded.minutes_late,
-        entries = excluded.entries,
-        possible = excluded.possible, present = excluded.present,
-        authorised = excluded.authorised, illness = excluded.illness,
-        unauthorised = excluded.unauthorised, unexplained = excluded.unexplained,
-        late = excluded.late, trailing_absence = excluded.trailing_absence,
-        breaks_absence_run = excluded.breaks_absence_run, counts = excluded.counts
-"""
+
+def _merge_week_sql(guarded: bool) -> str:
+    """Write a week's new marks into the stored week from the slot :first to the end of
+    the week, which has no mark yet (as the next day of a week finds it): each register
+    column keeps its first :first slots and takes the rest from the parameter
+    `<column>_from`; the counts are the new marks' own (as NEW_WEEK_SQL inserts them),
+    and simply add up, and the trailing absence is the new sessions' own if they break
+    the run, or adds to the stored one.
+
+    `guarded`: a stored week with a mark from :first on is left as it is and not counted
+    in the statement's rowcount, for a database where another transaction may write the
+    week after this one has looked at it. SQLite writes one transaction at a time, and
+    one that has read an older state of the database cannot write at all."""
+    widths = (1, CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH)
+    merge = {
+        column: f"substr({column}, 1, :first * {width}) || :{column}_from"
+        for column, width in zip(("marks", *REGISTER_COLUMNS), widths, strict=True)
+    }
+    merge |= {name: f"{name} + :{name}" for name in (*PACKED_COUNTS, "late", "counts")}
+    merge |= {
+        "breaks_absence_run": "breaks_absence_run OR :breaks_absence_run",
+        "trailing_absence": "CASE WHEN :breaks_absence_run THEN :trailing_absence"
+        " ELSE trailing_absence + :trailing_absence END",
+    }
+    guard = f" AND trim(substr(codes, :first * {CODE_WIDTH} + 1)) = ''" if guarded else ""
+    return (
+        "UPDATE registerweek SET "
+        + ", ".join(f"{column} = {value}" for column, value in merge.items())
+        + " WHERE pupil_id = :pupil_id AND week_start = :week_start"
+        + guard
+    )
 
 
 def register_mark_view_sql(dialect: str) -> str:
@@ -173,4 +188,12 @@ WEEK_COLUMNS = (
     "trailing_absence",
     "breaks_absence_run",
     "counts",
+)
+
+_WEEK_ROW = ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS)
+MERGE_WEEK_SQL = _merge_week_sql(guarded=False)
+GUARDED_MERGE_WEEK_SQL = _merge_week_sql(guarded=True)
+NEW_WEEK_SQL = (
+    f"INSERT INTO registerweek ({', '.join(_WEEK_ROW)}) VALUES"
+    f" ({', '.join(':' + c for c in _WEEK_ROW)}) ON CONFLICT (pupil_id, week_start) DO NOTHING"
 )

@@ -51,7 +51,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from operator import itemgetter
 from pathlib import Path
 
 import yaml
@@ -332,10 +331,10 @@ def _clean_columns(
 ) -> tuple[Marks, int] | None:
     """A long-layout file read column by column, and its number of lines of marks; None
     if anything in it is wrong or unusual (a bad value, a blank or short line, a header
-    not on the first line, a duplicate session), for the line-by-line path to report or
-    take. A day's file for a school is a few hundred lines with a few distinct dates,
-    sessions and codes, so each value is checked once and the lines go through C-level
-    maps: a local authority's day is 460,000 lines."""
+    not on the first line), for the line-by-line path to report or take. A day's file for
+    a school is a few hundred lines with a few distinct dates, sessions and codes, so each
+    value is checked once and the lines go through C-level maps: a local authority's day
+    is 460,000 lines."""
     try:
         rows = list(
             csv.reader(
@@ -355,16 +354,22 @@ def _clean_columns(
     lookups = _Lookups(mapping)
     calendar = school_calendar(session, school_id)
 
-    def column(key: str) -> list[str]:
-        return list(map(itemgetter(index[key]), body))
+    columns = list(zip(*body, strict=True))  # every line as long as the header
+
+    def column(key: str) -> tuple[str, ...]:
+        return columns[index[key]]
 
     upns, dates, sessions, codes = column("upn"), column("date"), column("session"), column("code")
-    pupil_of = {}
-    for raw in set(upns):
-        upn = raw if raw in roll else lookups.upn(raw)[0]
-        if upn not in roll:
-            return None
-        pupil_of[raw] = roll[upn]
+    if set(upns) <= roll.keys():  # as the MIS exports them, most often
+        pupil_ids = list(map(roll.__getitem__, upns))
+    else:
+        pupil_of = {}
+        for raw in set(upns):
+            upn = raw if raw in roll else lookups.upn(raw)[0]
+            if upn not in roll:
+                return None
+            pupil_of[raw] = roll[upn]
+        pupil_ids = list(map(pupil_of.__getitem__, upns))
     day_of = {}
     for raw in set(dates):
         day, why = lookups.day(raw)
@@ -394,21 +399,20 @@ def _clean_columns(
             if why or (minutes_of[raw] or 0) > MAX_MINUTES_LATE:
                 return None
         minutes = list(map(minutes_of.__getitem__, raw_minutes))
-    raw_places = set(zip(dates, sessions, strict=True))
+    raw_places = list(zip(dates, sessions, strict=True))
+    distinct = set(raw_places)
     places = register_places(
-        session.connection(), {(day_of[d], session_of[s]) for d, s in raw_places}
+        session.connection(), {(day_of[d], session_of[s]) for d, s in distinct}
     )
-    place_of = {(d, s): places[day_of[d], session_of[s]] for d, s in raw_places}
+    place_of = {(d, s): places[day_of[d], session_of[s]] for d, s in distinct}
     marks = Marks(
-        pupil_ids=list(map(pupil_of.__getitem__, upns)),
-        places=list(map(place_of.__getitem__, zip(dates, sessions, strict=True))),
+        pupil_ids=pupil_ids,
+        places=list(map(place_of.__getitem__, raw_places)),
         codes=list(map(code_of.__getitem__, codes)),
         minutes_late=minutes,
         days=(min(day_of.values()), max(day_of.values())),
     )
-    if len(set(zip(marks.pupil_ids, marks.places, strict=True))) != len(body):
-        return None  # the same pupil and session twice
-    return marks, len(body)
+    return marks, len(body)  # (the same pupil and session twice: store_new_marks declines)
 
 
 def _decode(data: bytes, source: str) -> str:

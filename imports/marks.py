@@ -20,16 +20,20 @@ more than SQLite's own work).
 """
 
 import gc
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from itertools import repeat
+from operator import add, itemgetter
 
 from sqlalchemy import (
     Column,
     Executable,
     bindparam,
+    func,
     insert,
     literal_column,
     select,
@@ -48,10 +52,13 @@ from figures.register_week import (
     EMPTY_MINUTES,
     EMPTY_WEEK,
     ENTRY_WIDTH,
+    GUARDED_MERGE_WEEK_SQL,
     MAX_MINUTES_LATE,
+    MERGE_WEEK_SQL,
     MINUTES_WIDTH,
+    NEW_WEEK_SQL,
     REGISTER_COLUMNS,
-    UPSERT_WEEK_SQL,
+    SLOTS,
     WEEK_COLUMNS,
     slot_of,
     week_counts,
@@ -196,9 +203,11 @@ def store_marks(
             minutes_late=[row.minutes_late for row in rows],
             days=(min(key[1] for key in keys), max(key[1] for key in keys)) if keys else None,
         )
-        weeks = _stored_weeks(connection, school_id, marks)
-        writes, changed, unchanged = _sort(marks, weeks)
+        plan = _plan(connection, school_id, _sessions(marks), marks.days)
+        changed, unchanged = _sort(plan)
         written = len(marks.codes) - unchanged
+        position = _positions(marks) if changed else {}
+        changed = [(position[key], before) for key, before in changed]
         problems = [
             f"line {rows[i].line}: changes the stored mark {before[0]} to {rows[i].code} for "
             f"{rows[i].day.isoformat()} {rows[i].session}; an amendment needs a reason"
@@ -215,7 +224,7 @@ def store_marks(
             unchanged=unchanged,
         )
         batch = Batch(school_id, kind, source, sha256, recorded_by, now)
-        _write(connection, batch, result, marks, weeks, writes)
+        _write(connection, batch, result, marks.days, plan)
         if changed:
             connection.execute(
                 insert(MarkAmendment),
@@ -274,12 +283,15 @@ def store_new_marks(
     connection = session.connection()
     if _fetch(connection, "imported", school_id=batch.school_id, sha256=batch.sha256):
         return ImportResult(rows=rows, already_imported=True)
-    weeks = _stored_weeks(connection, batch.school_id, marks)
-    writes, changed, unchanged = _sort(marks, weeks)
+    sessions = _sessions(marks)
+    if sessions is None:
+        return None  # a pupil twice in one session
+    plan = _plan(connection, batch.school_id, sessions, marks.days)
+    changed, unchanged = _sort(plan)
     if changed:
         return None
     result = ImportResult(rows=rows, added=len(marks.codes) - unchanged, unchanged=unchanged)
-    _write(connection, batch, result, marks, weeks, writes)
+    _write(connection, batch, result, marks.days, plan)
     return result
 
 
@@ -294,37 +306,109 @@ def register_places(
     }
 
 
+# A batch's marks session by session: each pupil's code and minutes late, by the
+# session's place in the weekly register (week start as stored, slot).
+Sessions = dict[tuple[str, int], dict[int, tuple[str, int | None]]]
+# The marks to write into a stored week, in slot order: (slot, code, minutes late), by
+# (pupil id, week start as stored).
+Writes = dict[tuple[int, str], list[tuple[int, str, int | None]]]
 # A week as stored: its marks, codes, minutes late, entries and (SQLite) rowid, by
 # (pupil id, week start).
 StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str, int | None]]
-# The marks to write into each week: (slot, code, minutes late), by (pupil id, week start).
-Writes = dict[tuple[int, str], list[tuple[int, str, int | None]]]
 
 
-def _stored_weeks(connection: Connection, school_id: int, marks: Marks) -> StoredWeeks:
-    """The school's stored weeks that the batch's marks fall in."""
-    weeks: StoredWeeks = {}
+@dataclass
+class _Plan:
+    """Where a batch's marks go. For each week start, its slots with marks and the
+    pupils whose week has no mark yet from the first of them on, with each pupil's marks
+    in those slots (None where it has none): these weeks are inserted or merged into,
+    whole columns at a time. Every other week is stored (`stored`): its marks are
+    compared with the stored ones and the week patched (`writes`)."""
+
+    new: list[tuple[str, tuple[int, ...], list[int], list[tuple]]]
+    stored: StoredWeeks
+    writes: Writes
+
+
+def _sessions(marks: Marks) -> Sessions | None:
+    """The batch's marks by session; None if a pupil has two marks in one session."""
+    sessions: Sessions = {}
+    marked = zip(marks.codes, marks.minutes_late, strict=True)
+    for place, pupil_id, mark in zip(marks.places, marks.pupil_ids, marked, strict=True):
+        pupils = sessions.get(place)
+        if pupils is None:
+            pupils = sessions[place] = {}
+        pupils[pupil_id] = mark
+    if sum(map(len, sessions.values())) != len(marks.codes):
+        return None
+    return sessions
+
+
+def _plan(
+    connection: Connection,
+    school_id: int,
+    sessions: Sessions,
+    days: tuple[date, date] | None,
+) -> _Plan:
+    """Sort the batch's weeks into those with no mark yet from the batch's first
+    session of the week on (as the next day of a week finds them) and those stored
+    with one, reading only the latter. Only if a batch of the school has written marks
+    on the batch's days or later in their weeks are the weeks looked at (a day's import
+    looks at none)."""
+    by_start: dict[str, list[tuple[int, dict]]] = {}
+    for (start, slot), pupils in sessions.items():
+        by_start.setdefault(start, []).append((slot, pupils))
     query = "stored weeks with rowid" if connection.dialect.name == "sqlite" else "stored weeks"
-    for start in sorted({start for start, _ in set(marks.places)}):
-        rows = _fetch(connection, query, school_id=school_id, week=start)
-        weeks.update({(row[0], row[1]): row[2:] for row in rows})
-    return weeks
+    to_day = _to_driver(connection, ImportBatch.__table__.c.first_day)
+    look = days is not None and _fetch(
+        connection,
+        "batches over",
+        school_id=school_id,
+        first=to_day(days[0]),
+        last=to_day(days[1] + timedelta(days=6 - days[1].weekday())),
+    )
+    plan = _Plan([], {}, {})
+    for start in sorted(by_start):
+        slots = sorted(by_start[start], key=itemgetter(0))
+        pupils = set().union(*(at.keys() for _, at in slots))
+        stored = {}
+        if look:
+            rows = _fetch(
+                connection,
+                query,
+                school_id=school_id,
+                week=start,
+                codes_from=slots[0][0] * CODE_WIDTH + 1,
+            )
+            stored = {row[0]: row[2:] for row in rows if row[0] in pupils}
+        for pupil_id, week in stored.items():
+            plan.stored[pupil_id, start] = week
+            plan.writes[pupil_id, start] = [
+                (slot, *at[pupil_id]) for slot, at in slots if pupil_id in at
+            ]
+        new = sorted(pupils.difference(stored))
+        marks = list(zip(*(map(at.get, new) for _, at in slots), strict=True))
+        plan.new.append((start, tuple(slot for slot, _ in slots), new, marks))
+    return plan
 
 
-def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[Writes, list[tuple[int, tuple]], int]:
-    """Each mark new (a write), the same as the stored one, or a change to it: the
-    writes, the changes as (position in the batch, the stored code and minutes), and how
-    many were the same."""
-    writes: Writes = {}
-    changed: list[tuple[int, tuple[str, int | None]]] = []
+def _positions(marks: Marks) -> dict[tuple[int, str, int], int]:
+    """Each mark's position in the batch, by (pupil id, week start, slot)."""
+    pairs = zip(marks.pupil_ids, marks.places, strict=True)
+    return {(pupil_id, start, slot): i for i, (pupil_id, (start, slot)) in enumerate(pairs)}
+
+
+def _sort(plan: _Plan) -> tuple[list[tuple[tuple, tuple]], int]:
+    """Compare the marks for stored weeks with what is stored: a mark the same as the
+    stored one is dropped from the plan's writes, one that differs is a change. The
+    changes as ((pupil id, week start, slot), the stored code and minutes), and how many
+    were the same."""
+    changed: list[tuple[tuple[int, str, int], tuple[str, int | None]]] = []
     unchanged = 0
     blank = " " * CODE_WIDTH
-    for i, (pupil_id, (start, slot), code, minutes) in enumerate(
-        zip(marks.pupil_ids, marks.places, marks.codes, marks.minutes_late, strict=True)
-    ):
-        week = (pupil_id, start)
-        stored = weeks.get(week)
-        if stored is not None:
+    for week, stored in plan.stored.items():
+        kept = []
+        for slot, code, minutes in plan.writes[week]:
             c = slot * CODE_WIDTH
             before = stored[1][c : c + CODE_WIDTH]
             if before != blank:
@@ -334,24 +418,24 @@ def _sort(marks: Marks, weeks: StoredWeeks) -> tuple[Writes, list[tuple[int, tup
                 if stored_mark == (code, minutes):
                     unchanged += 1
                     continue
-                changed.append((i, stored_mark))
-        slots = writes.get(week)
-        if slots is None:
-            writes[week] = [(slot, code, minutes)]
+                changed.append(((*week, slot), stored_mark))
+            kept.append((slot, code, minutes))
+        if kept:
+            plan.writes[week] = kept
         else:
-            slots.append((slot, code, minutes))
-    return writes, changed, unchanged
+            del plan.writes[week]
+    return changed, unchanged
 
 
 def _write(
     connection: Connection,
     batch: Batch,
     result: ImportResult,
-    marks: Marks,
-    weeks: StoredWeeks,
-    writes: Writes,
+    days: tuple[date, date] | None,
+    plan: _Plan,
 ) -> None:
-    """Record the batch, then its writes into the weekly rows, as entries of it."""
+    """Record the batch, then its writes into the weekly rows, as entries of it: a stored
+    week rewritten whole, any other week inserted or merged into."""
     to_day = _to_driver(connection, ImportBatch.__table__.c.first_day)
     ((batch_id,),) = _fetch(
         connection,
@@ -366,49 +450,78 @@ def _write(
         added=result.added,
         amended=result.amended,
         unchanged=result.unchanged,
-        first_day=to_day(marks.days[0]) if marks.days else None,
-        last_day=to_day(marks.days[1]) if marks.days else None,
+        first_day=to_day(days[0]) if days else None,
+        last_day=to_day(days[1]) if days else None,
     )
     entry = str(batch_id).rjust(ENTRY_WIDTH)
-    classes, codes_, minutes_slot, counts = _CLASSES, _CODES, _MINUTES_SLOT, week_counts
-    stored_rows, rowid_rows, new_rows = [], [], []
-    # In the order of the table's key, pupil then week: the rows of a school's week lie
-    # side by side, so the next day's marks rewrite a few pages rather than one per pupil.
-    for week in sorted(writes):
-        stored = weeks.get(week)
-        marks_, codes, late, entries, rowid = stored or _EMPTY
-        day = writes[week]
-        if len(day) == 2 and day[1][0] == day[0][0] + 1:  # a day's AM and PM: one patch
-            (slot, am, am_late), (_, pm, pm_late) = day
-            c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
-            marks_ = marks_[:slot] + classes[am] + classes[pm] + marks_[slot + 2 :]
-            codes = codes[:c] + codes_[am] + codes_[pm] + codes[c + 2 * CODE_WIDTH :]
-            late = (
-                late[:m]
-                + minutes_slot[am_late]
-                + minutes_slot[pm_late]
-                + late[m + 2 * MINUTES_WIDTH :]
+    new_rows: list[tuple] = []
+    for start, slots, pupils, marks in plan.new:
+        # The week each distinct set of marks makes, once; then every pupil's row is
+        # (pupil, week start) + that week, put together in C.
+        week_of = {}
+        for day in set(marks):
+            marks_, codes, late, *counts, first, marked = _new_week(slots, day)
+            entries = _entries(marked, entry)
+            week_of[day] = (
+                *(marks_, codes, late, entries, *counts, first),
+                marks_[first:],
+                codes[first * CODE_WIDTH :],
+                late[first * MINUTES_WIDTH :],
+                entries[first * ENTRY_WIDTH :],
             )
-            entries = entries[:e] + entry + entry + entries[e + 2 * ENTRY_WIDTH :]
+        new_rows += map(add, zip(pupils, repeat(start)), map(week_of.__getitem__, marks))
+
+    classes, codes_, minutes_slot, counts_of = _CLASSES, _CODES, _MINUTES_SLOT, week_counts
+    stored_rows, rowid_rows = [], []
+    for week in sorted(plan.writes):
+        marks_, codes, late, entries, rowid = plan.stored[week]
+        for slot, code, minutes in plan.writes[week]:
+            c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
+            marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
+            codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
+            late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
+            entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
+        if rowid is not None:
+            rowid_rows.append((marks_, codes, late, entries, *counts_of(marks_), rowid))
         else:
-            for slot, code, minutes in day:
-                c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
-                marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
-                codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
-                late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
-                entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
-        if stored is None:
-            new_rows.append((*week, marks_, codes, late, entries, *counts(marks_)))
-        elif rowid is not None:
-            rowid_rows.append((marks_, codes, late, entries, *counts(marks_), rowid))
-        else:
-            stored_rows.append((marks_, codes, late, entries, *counts(marks_), *week))
+            stored_rows.append((marks_, codes, late, entries, *counts_of(marks_), *week))
     _executemany(connection, "stored weeks", stored_rows)
     _executemany(connection, "stored weeks by rowid", rowid_rows)
-    _executemany(connection, "new weeks", new_rows)
+    # SQLite writes one transaction at a time: what _plan saw is what is written into.
+    merge = "merged weeks" if connection.dialect.name == "sqlite" else "merged weeks, guarded"
+    written = _executemany(connection, merge, new_rows)
+    if written != len(new_rows):  # weeks not stored yet (or a driver that cannot say)
+        written += _executemany(connection, "new weeks", new_rows)
+        if 0 <= written < len(new_rows):
+            raise RuntimeError(
+                f"{len(new_rows) - written} week(s) of the register changed while this "
+                "batch was being written; nothing was stored, import it again"
+            )
 
 
-_EMPTY = (EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES, None)
+@lru_cache(maxsize=1 << 14)
+def _new_week(slots: tuple[int, ...], day: tuple[tuple[str, int | None] | None, ...]):
+    """The week that marks (code, minutes late; None for no mark) in `slots` make on
+    their own: its marks, codes and minutes late, its counts, the first slot with a mark
+    and the slots with one. Cached: a day's file gives most pupils' weeks one of a few."""
+    marks, codes, late = EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES
+    marked = tuple(slot for slot, mark in zip(slots, day, strict=True) if mark is not None)
+    for slot, mark in zip(slots, day, strict=True):
+        if mark is not None:
+            code, minutes = mark
+            c, m = slot * CODE_WIDTH, slot * MINUTES_WIDTH
+            marks = marks[:slot] + _CLASSES[code] + marks[slot + 1 :]
+            codes = codes[:c] + _CODES[code] + codes[c + CODE_WIDTH :]
+            late = late[:m] + _MINUTES_SLOT[minutes] + late[m + MINUTES_WIDTH :]
+    return (marks, codes, late, *week_counts(marks), marked[0], marked)
+
+
+def _entries(marked: tuple[int, ...], entry: str) -> str:
+    """A week's entries with `entry` in the `marked` slots."""
+    blank = EMPTY_ENTRIES[:ENTRY_WIDTH]
+    return "".join(entry if slot in marked else blank for slot in range(SLOTS))
+
+
 _CLASSES = {code: c.cls for code, c in NATIONAL_CODES.items()}
 _CODES = {code: code.ljust(CODE_WIDTH) for code in NATIONAL_CODES}
 
@@ -490,6 +603,12 @@ def _queries() -> dict[str, Executable]:
         "imported": select(batch.c.id).where(
             batch.c.school_id == school, batch.c.sha256 == bindparam("sha256")
         ),
+        # The batches of the school that wrote marks on a day from `first` to `last`.
+        "batches over": select(batch.c.id).where(
+            batch.c.school_id == school,
+            batch.c.last_day >= bindparam("first"),
+            batch.c.first_day <= bindparam("last"),
+        ),
         # With SQLite each row's rowid too, for its update to find it in one look-up
         # instead of two (the key's index, then the table): half the update's time.
         **{
@@ -503,7 +622,12 @@ def _queries() -> dict[str, Executable]:
                 literal_column(locator),
             )
             .join(pupil, pupil.c.id == week.c.pupil_id)
-            .where(pupil.c.school_id == school, week.c.week_start == bindparam("week"))
+            .where(
+                pupil.c.school_id == school,
+                week.c.week_start == bindparam("week"),
+                func.trim(func.substr(week.c.codes, bindparam("codes_from")))
+                != literal_column("''"),
+            )
             for name, locator in (
                 ("stored weeks", "NULL"),
                 ("stored weeks with rowid", "registerweek.rowid"),
@@ -521,8 +645,13 @@ def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
 _WEEK_KEYS = ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS)
+# A new week's row, then where it goes into a stored week: the first slot and each
+# register column from there on (MERGE_WEEK_SQL).
+_MERGED_KEYS = (*_WEEK_KEYS, "first", *(f"{c}_from" for c in ("marks", *REGISTER_COLUMNS)))
 _BULK = {
-    "new weeks": (text(UPSERT_WEEK_SQL), _WEEK_KEYS),
+    "merged weeks": (text(MERGE_WEEK_SQL), _MERGED_KEYS),
+    "merged weeks, guarded": (text(GUARDED_MERGE_WEEK_SQL), _MERGED_KEYS),
+    "new weeks": (text(NEW_WEEK_SQL), _MERGED_KEYS),
     "stored weeks": (  # its rows have the week's key last, as the statement takes it
         update(RegisterWeek.__table__)
         .values({key: bindparam(key) for key in _WEEK_KEYS[2:]})
@@ -543,24 +672,37 @@ _BULK = {
 }
 
 
-def _executemany(connection: Connection, name: str, rows: list[tuple]) -> None:
-    """Run a _BULK statement once per row, straight through the driver's executemany."""
+def _executemany(connection: Connection, name: str, rows: list[tuple]) -> int:
+    """Run a _BULK statement once per row, straight through the driver's executemany;
+    the rows it changed, as the driver counts them."""
     if not rows:
-        return
+        return 0
     sql, order = _driver_sql(name, connection.dialect)
     if order is None:  # a driver taking named parameters
         keys = _BULK[name][1]
         rows = [dict(zip(keys, row, strict=True)) for row in rows]
-    elif order != tuple(range(len(order))):
+    elif order == tuple(range(len(order))):
+        if len(order) < len(rows[0]):  # a statement using the first parameters only
+            rows = [row[: len(order)] for row in rows]
+    else:
         rows = [tuple(row[i] for i in order) for row in rows]
-    connection.exec_driver_sql(sql, rows)
+    return connection.exec_driver_sql(sql, rows).rowcount
 
 
 @lru_cache(maxsize=16)
 def _driver_sql(name: str, dialect: Dialect) -> tuple[str, tuple | None]:
     """A _BULK statement compiled for the dialect, in its driver's parameter style, and
-    for a positional style the place in our rows of each parameter."""
+    for a positional style the place in our rows of each parameter. SQLite's are
+    numbered by their place in our rows (`?NNN`), so that rows go to it as they are and a
+    parameter used twice is bound once."""
     statement, keys = _BULK[name]
+    if dialect.paramstyle == "qmark":
+        compiled = statement.compile(dialect=type(dialect)(paramstyle="numeric"))
+        names = compiled.positiontup
+        sql = re.sub(
+            r":(\d+)\b", lambda n: f"?{keys.index(names[int(n[1]) - 1]) + 1}", compiled.string
+        )
+        return sql, tuple(range(max(keys.index(name) for name in names) + 1))
     compiled = statement.compile(dialect=dialect)
     if not compiled.positional:
         return compiled.string, None

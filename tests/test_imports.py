@@ -191,6 +191,72 @@ def test_a_clean_file_and_the_line_by_line_path_store_the_same_register(
     assert (codes[:8], minutes_late) == ("/ L I I ", "     5".ljust(30))
 
 
+# The week of Mon 8 Sep 2025, a day at a time: (day, AM, PM) with minutes late.
+UPN1_WEEK = [
+    ("2025-09-08", ("/", ""), ("N", "")),
+    ("2025-09-09", ("O", ""), ("O", "")),
+    ("2025-09-10", ("I", ""), ("G", "")),
+    ("2025-09-11", ("N", ""), ("U", "15")),
+    ("2025-09-12", ("L", "5"), ("O", "")),
+]
+UPN2_WEEK = [
+    ("2025-09-08", ("/", ""), ("/", "")),
+    ("2025-09-09", ("N", ""), ("N", "")),
+    ("2025-09-10", ("O", ""), ("O", "")),
+]
+
+
+def day_file(tmp_path: Path, day: str) -> Path:
+    lines = [
+        f"{upn},{d},{session},{code},{minutes},\n"
+        for upn, week in ((UPN1, UPN1_WEEK), (UPN2, UPN2_WEEK))
+        for d, *sessions in week
+        if d == day
+        for session, (code, minutes) in zip(("AM", "PM"), sessions, strict=True)
+    ]
+    return write(tmp_path, f"{day}.csv", HEADER + "".join(lines))
+
+
+def test_a_week_imported_a_day_at_a_time_in_any_order(engine, school, pupils, tmp_path):
+    # Each day's file writes into the week its earlier days made; a day imported after a
+    # later one of its week makes the same row. Counts by hand from the codes:
+    # UPN1 p n g g i g n u l g: possible 10, present 2 (/ L), authorised 1 (I), ill 1,
+    # unauthorised 5 (O O G U O), unexplained 2, late 2 (U L); its trailing absence
+    # (N, O, G, U after the last present or authorised session) day by day 1 3 1 3 1.
+    # UPN2 p p n n g g: trailing absence 0 2 4.
+    def week_of(pupil: Pupil) -> RegisterWeek:
+        with Session(engine) as session:
+            return session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupil.id)).one()
+
+    trailing = []
+    for day, *_ in UPN1_WEEK:
+        import_csv(engine, school, day_file(tmp_path, day))
+        trailing.append((week_of(pupils[0]).trailing_absence, week_of(pupils[1]).trailing_absence))
+    assert trailing == [(1, 0), (3, 2), (1, 4), (3, 4), (1, 4)]
+    in_order = [week_of(pupil) for pupil in pupils[:2]]
+    upn1 = in_order[0]
+    assert (upn1.marks, upn1.codes) == ("pnggignulg", "/ N O O I G N U L O ")
+    assert upn1.minutes_late == "   " * 7 + " 15  5   "
+    assert (upn1.possible, upn1.present, upn1.authorised, upn1.illness) == (10, 2, 1, 1)
+    assert (upn1.unauthorised, upn1.unexplained, upn1.late) == (5, 2, 2)
+    assert upn1.breaks_absence_run
+    assert (in_order[1].marks, in_order[1].trailing_absence) == ("ppnngg....", 4)
+
+    # The same days into another school in the order Wed, Mon, Fri, Tue, Thu.
+    with Session(engine, expire_on_commit=False) as session:
+        other = add_school(session, name="Other", urn="118001")
+        others = add_pupils(session, other.id)
+        session.commit()
+    for n in (2, 0, 4, 1, 3):
+        import_csv(engine, other, day_file(tmp_path, UPN1_WEEK[n][0]))
+    out_of_order = [week_of(pupil) for pupil in others[:2]]
+
+    def register(week: RegisterWeek) -> dict:
+        return week.model_dump(exclude={"pupil_id", "entries"})
+
+    assert [register(w) for w in out_of_order] == [register(w) for w in in_order]
+
+
 def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
     engine, school, pupils, tmp_path
 ):
