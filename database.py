@@ -12,9 +12,8 @@ from sqlmodel import Session, SQLModel, create_engine
 import models.tables  # noqa: F401  (registers the tables)
 from figures.register_week import (
     CODE_WIDTH,
-    EMPTY_CODES,
-    EMPTY_ENTRIES,
-    EMPTY_MINUTES,
+    EMPTY_SESSION,
+    EMPTY_SESSIONS,
     ENTRY_WIDTH,
     MINUTES_WIDTH,
     SLOTS,
@@ -73,20 +72,28 @@ def _add_packed_week_counts(connection: Connection) -> None:
 
 def _add_register_columns(connection: Connection) -> None:
     """A database made when the register was a table of its own gets the weekly
-    register's columns of it, and ImportBatch its days."""
+    register's `sessions`, and ImportBatch its days. One made when the sessions' codes,
+    minutes late and entries were three columns gets them put together in `sessions`."""
     have = {c["name"] for c in inspect(connection).get_columns("registerweek")}
-    for column, empty in (
-        ("codes", EMPTY_CODES),
-        ("minutes_late", EMPTY_MINUTES),
-        ("entries", EMPTY_ENTRIES),
-    ):
-        if column not in have:
-            connection.execute(
-                text(
-                    f"ALTER TABLE registerweek ADD COLUMN {column} VARCHAR NOT NULL"
-                    f" DEFAULT '{empty}'"
-                )
+    if "sessions" not in have:
+        connection.execute(
+            text(
+                "ALTER TABLE registerweek ADD COLUMN sessions VARCHAR NOT NULL"
+                f" DEFAULT '{EMPTY_SESSIONS}'"
             )
+        )
+    three = ("codes", "minutes_late", "entries")
+    if set(three) <= have:
+        slots = " || ".join(
+            f"substr(codes, {slot * CODE_WIDTH + 1}, {CODE_WIDTH})"
+            f" || substr(minutes_late, {slot * MINUTES_WIDTH + 1}, {MINUTES_WIDTH})"
+            f" || substr(entries, {slot * ENTRY_WIDTH + 1}, {ENTRY_WIDTH})"
+            for slot in range(SLOTS)
+        )
+        connection.execute(text(f"UPDATE registerweek SET sessions = {slots}"))
+        connection.execute(text("DROP VIEW IF EXISTS registermark"))  # made again after
+        for column in three:
+            connection.execute(text(f"ALTER TABLE registerweek DROP COLUMN {column}"))
     have = {c["name"] for c in inspect(connection).get_columns("importbatch")}
     for column in ("first_day", "last_day"):
         if column not in have:
@@ -116,28 +123,30 @@ def _move_marks_into_weeks(connection: Connection) -> None:
         )
     )
 
-    def slots(value: str, width: int, right: bool) -> str:
-        """The ten slots of a week's text column: each mark's `value` padded to `width`
-        (to the right for numbers), blank where the week has no mark."""
+    def padded(value: str, width: int, right: bool) -> str:
+        """`value` padded to `width`, to the right for numbers."""
         if connection.dialect.name == "postgresql":
-            padded = f"{'lpad' if right else 'rpad'}({value}, {width})"
-        elif right:
-            padded = f"substr('{' ' * width}' || {value}, -{width}, {width})"
-        else:
-            padded = f"substr({value} || '{' ' * width}', 1, {width})"
-        return " || ".join(
-            f"COALESCE(MAX(CASE WHEN m.slot = {slot} THEN {padded} END), '{' ' * width}')"
-            for slot in range(SLOTS)
-        )
+            return f"{'lpad' if right else 'rpad'}({value}, {width})"
+        if right:
+            return f"substr('{' ' * width}' || {value}, -{width}, {width})"
+        return f"substr({value} || '{' ' * width}', 1, {width})"
 
-    codes = slots("m.code", CODE_WIDTH, right=False)
-    minutes = slots("COALESCE(CAST(m.minutes_late AS TEXT), '')", MINUTES_WIDTH, right=True)
-    entries = slots("CAST(b.id AS TEXT)", ENTRY_WIDTH, right=True)
+    slot = (  # a mark's slot of `sessions`: code, minutes late, entry
+        padded("m.code", CODE_WIDTH, right=False)
+        + " || "
+        + padded("COALESCE(CAST(m.minutes_late AS TEXT), '')", MINUTES_WIDTH, right=True)
+        + " || "
+        + padded("CAST(b.id AS TEXT)", ENTRY_WIDTH, right=True)
+    )
+    sessions = " || ".join(
+        f"COALESCE(MAX(CASE WHEN m.slot = {n} THEN {slot} END), '{EMPTY_SESSION}')"
+        for n in range(SLOTS)
+    )
     connection.execute(
         text(
             "CREATE TEMPORARY TABLE moved_week AS"
-            f" SELECT m.pupil_id AS pupil_id, m.week_start AS week_start, {codes} AS codes,"
-            f" {minutes} AS minutes_late, {entries} AS entries"
+            " SELECT m.pupil_id AS pupil_id, m.week_start AS week_start,"
+            f" {sessions} AS sessions"
             " FROM registermark m JOIN pupil p ON p.id = m.pupil_id"
             " JOIN importbatch b ON b.kind = 'register' AND b.school_id = p.school_id"
             " AND b.imported_by = m.recorded_by AND b.imported_at = m.recorded_at"
@@ -146,8 +155,7 @@ def _move_marks_into_weeks(connection: Connection) -> None:
     )
     connection.execute(
         text(
-            "UPDATE registerweek SET codes = moved_week.codes,"
-            " minutes_late = moved_week.minutes_late, entries = moved_week.entries"
+            "UPDATE registerweek SET sessions = moved_week.sessions"
             " FROM moved_week WHERE registerweek.pupil_id = moved_week.pupil_id"
             " AND registerweek.week_start = moved_week.week_start"
         )

@@ -1,5 +1,5 @@
 """The weekly register: one row per pupil per week holding each session's code, minutes
-late and entry (who recorded it, when), with one class character per session
+late and entry (who recorded it, when) in `sessions`, with one class character per session
 (models.codes) and the week's counts, all written by `store_marks` in the transaction
 that changes the marks; `registermark` is a view of it, a row per mark.
 
@@ -102,33 +102,32 @@ def week_counts(marks: str) -> tuple[int, int, int, int, int, int, int, int, boo
 _RUN_NEUTRAL = ABSENCE_RETURN_CLASSES + NO_MARK + NOT_POSSIBLE
 EMPTY_WEEK = NO_MARK * SLOTS
 
-# The register's own columns: each session a fixed-width slot of text. A code is padded
-# with spaces, minutes late right-aligned, an entry is the ImportBatch's id; a slot of
-# spaces is a session with no mark.
+# The register itself: `sessions` holds each session in a fixed-width slot of text, its
+# code padded with spaces, its minutes late right-aligned, and its entry (the
+# ImportBatch's id) right-aligned; a slot of spaces is a session with no mark.
 CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH = 2, 3, 8
+CODE_AT, MINUTES_AT, ENTRY_AT = 0, CODE_WIDTH, CODE_WIDTH + MINUTES_WIDTH  # in a slot
+SESSION_WIDTH = CODE_WIDTH + MINUTES_WIDTH + ENTRY_WIDTH
 MAX_MINUTES_LATE = 10**MINUTES_WIDTH - 1
-EMPTY_CODES, EMPTY_MINUTES, EMPTY_ENTRIES = (
-    " " * (width * SLOTS) for width in (CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH)
-)
-REGISTER_COLUMNS = ("codes", "minutes_late", "entries")
+EMPTY_SESSION = " " * SESSION_WIDTH
+EMPTY_SESSIONS = EMPTY_SESSION * SLOTS
 
 
 def _merge_week_sql(guarded: bool) -> str:
     """Write a week's new marks into the stored week from the slot :first to the end of
-    the week, which has no mark yet (as the next day of a week finds it): each register
-    column keeps its first :first slots and takes the rest from the parameter
-    `<column>_from`; the counts are the new marks' own (as NEW_WEEK_SQL inserts them),
-    and simply add up, and the trailing absence is the new sessions' own if they break
-    the run, or adds to the stored one.
+    the week, which has no mark yet (as the next day of a week finds it): `marks` and
+    `sessions` keep their first :first slots and take the rest from the parameters
+    `marks_from` and `sessions_from`; the counts are the new marks' own (as NEW_WEEK_SQL
+    inserts them), and simply add up, and the trailing absence is the new sessions' own
+    if they break the run, or adds to the stored one.
 
     `guarded`: a stored week with a mark from :first on is left as it is and not counted
     in the statement's rowcount, for a database where another transaction may write the
     week after this one has looked at it. SQLite writes one transaction at a time, and
     one that has read an older state of the database cannot write at all."""
-    widths = (1, CODE_WIDTH, MINUTES_WIDTH, ENTRY_WIDTH)
     merge = {
         column: f"substr({column}, 1, :first * {width}) || :{column}_from"
-        for column, width in zip(("marks", *REGISTER_COLUMNS), widths, strict=True)
+        for column, width in (("marks", 1), ("sessions", SESSION_WIDTH))
     }
     merge |= {name: f"{name} + :{name}" for name in (*PACKED_COUNTS, "late", "counts")}
     merge |= {
@@ -136,7 +135,7 @@ def _merge_week_sql(guarded: bool) -> str:
         "trailing_absence": "CASE WHEN :breaks_absence_run THEN :trailing_absence"
         " ELSE trailing_absence + :trailing_absence END",
     }
-    guard = f" AND trim(substr(codes, :first * {CODE_WIDTH} + 1)) = ''" if guarded else ""
+    guard = f" AND trim(substr(sessions, :first * {SESSION_WIDTH} + 1)) = ''" if guarded else ""
     return (
         "UPDATE registerweek SET "
         + ", ".join(f"{column} = {value}" for column, value in merge.items())
@@ -157,22 +156,22 @@ def register_mark_view_sql(dialect: str) -> str:
     else:
         day = "date(w.week_start, '+' || s.day_offset || ' days')"
 
-    def sql_slot(column: str, width: int) -> str:
-        return f"substr(w.{column}, s.slot * {width} + 1, {width})"
+    def sql_slot(at: int, width: int) -> str:
+        return f"substr(w.sessions, s.slot * {SESSION_WIDTH} + {at + 1}, {width})"
 
-    minutes = sql_slot("minutes_late", MINUTES_WIDTH)
+    minutes = sql_slot(MINUTES_AT, MINUTES_WIDTH)
     return f"""
         CREATE VIEW registermark AS
         SELECT w.pupil_id AS pupil_id, {day} AS day, s.session AS session,
-            rtrim({sql_slot("codes", CODE_WIDTH)}) AS code,
+            rtrim({sql_slot(CODE_AT, CODE_WIDTH)}) AS code,
             CAST(nullif(trim({minutes}), '') AS INTEGER) AS minutes_late,
             b.imported_by AS recorded_by, b.imported_at AS recorded_at,
             w.week_start AS week_start, s.slot AS slot, b.id AS batch_id
         FROM registerweek w
         CROSS JOIN ({sessions}) s
         JOIN importbatch b
-            ON b.id = CAST(nullif(trim({sql_slot("entries", ENTRY_WIDTH)}), '') AS INTEGER)
-        WHERE {sql_slot("codes", CODE_WIDTH)} <> '{" " * CODE_WIDTH}'
+            ON b.id = CAST(nullif(trim({sql_slot(ENTRY_AT, ENTRY_WIDTH)}), '') AS INTEGER)
+        WHERE {sql_slot(CODE_AT, CODE_WIDTH)} <> '{" " * CODE_WIDTH}'
     """
 
 
@@ -190,7 +189,7 @@ WEEK_COLUMNS = (
     "counts",
 )
 
-_WEEK_ROW = ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS)
+_WEEK_ROW = ("pupil_id", "week_start", "marks", "sessions", *WEEK_COLUMNS)
 MERGE_WEEK_SQL = _merge_week_sql(guarded=False)
 GUARDED_MERGE_WEEK_SQL = _merge_week_sql(guarded=True)
 NEW_WEEK_SQL = (

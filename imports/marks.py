@@ -46,18 +46,18 @@ from sqlmodel import Session
 from database import driver_rows
 from figures.calendars import school_calendar
 from figures.register_week import (
+    CODE_AT,
     CODE_WIDTH,
-    EMPTY_CODES,
-    EMPTY_ENTRIES,
-    EMPTY_MINUTES,
+    EMPTY_SESSION,
     EMPTY_WEEK,
     ENTRY_WIDTH,
     GUARDED_MERGE_WEEK_SQL,
     MAX_MINUTES_LATE,
     MERGE_WEEK_SQL,
+    MINUTES_AT,
     MINUTES_WIDTH,
     NEW_WEEK_SQL,
-    REGISTER_COLUMNS,
+    SESSION_WIDTH,
     SLOTS,
     WEEK_COLUMNS,
     slot_of,
@@ -312,9 +312,8 @@ Sessions = dict[tuple[str, int], dict[int, tuple[str, int | None]]]
 # The marks to write into a stored week, in slot order: (slot, code, minutes late), by
 # (pupil id, week start as stored).
 Writes = dict[tuple[int, str], list[tuple[int, str, int | None]]]
-# A week as stored: its marks, codes, minutes late, entries and (SQLite) rowid, by
-# (pupil id, week start).
-StoredWeeks = dict[tuple[int, str], tuple[str, str, str, str, int | None]]
+# A week as stored: its marks, sessions and (SQLite) rowid, by (pupil id, week start).
+StoredWeeks = dict[tuple[int, str], tuple[str, str, int | None]]
 
 
 @dataclass
@@ -378,7 +377,7 @@ def _plan(
                 query,
                 school_id=school_id,
                 week=start,
-                codes_from=slots[0][0] * CODE_WIDTH + 1,
+                sessions_from=slots[0][0] * SESSION_WIDTH + 1,
             )
             stored = {row[0]: row[2:] for row in rows if row[0] in pupils}
         for pupil_id, week in stored.items():
@@ -409,11 +408,10 @@ def _sort(plan: _Plan) -> tuple[list[tuple[tuple, tuple]], int]:
     for week, stored in plan.stored.items():
         kept = []
         for slot, code, minutes in plan.writes[week]:
-            c = slot * CODE_WIDTH
-            before = stored[1][c : c + CODE_WIDTH]
+            at = slot * SESSION_WIDTH
+            before = stored[1][at + CODE_AT : at + CODE_AT + CODE_WIDTH]
             if before != blank:
-                m = slot * MINUTES_WIDTH
-                late = stored[2][m : m + MINUTES_WIDTH].strip()
+                late = stored[1][at + MINUTES_AT : at + MINUTES_AT + MINUTES_WIDTH].strip()
                 stored_mark = (before.rstrip(), int(late) if late else None)
                 if stored_mark == (code, minutes):
                     unchanged += 1
@@ -460,31 +458,33 @@ def _write(
         # (pupil, week start) + that week, put together in C.
         week_of = {}
         for day in set(marks):
-            marks_, codes, late, *counts, first, marked = _new_week(slots, day)
-            entries = _entries(marked, entry)
+            marks_, *counts, first, written = _new_week(slots, day)
+            sessions = "".join(EMPTY_SESSION if s is None else s + entry for s in written)
             week_of[day] = (
-                *(marks_, codes, late, entries, *counts, first),
+                *(marks_, sessions, *counts, first),
                 marks_[first:],
-                codes[first * CODE_WIDTH :],
-                late[first * MINUTES_WIDTH :],
-                entries[first * ENTRY_WIDTH :],
+                sessions[first * SESSION_WIDTH :],
             )
         new_rows += map(add, zip(pupils, repeat(start)), map(week_of.__getitem__, marks))
 
     classes, codes_, minutes_slot, counts_of = _CLASSES, _CODES, _MINUTES_SLOT, week_counts
     stored_rows, rowid_rows = [], []
     for week in sorted(plan.writes):
-        marks_, codes, late, entries, rowid = plan.stored[week]
+        marks_, sessions, rowid = plan.stored[week]
         for slot, code, minutes in plan.writes[week]:
-            c, m, e = slot * CODE_WIDTH, slot * MINUTES_WIDTH, slot * ENTRY_WIDTH
+            at = slot * SESSION_WIDTH
             marks_ = marks_[:slot] + classes[code] + marks_[slot + 1 :]
-            codes = codes[:c] + codes_[code] + codes[c + CODE_WIDTH :]
-            late = late[:m] + minutes_slot[minutes] + late[m + MINUTES_WIDTH :]
-            entries = entries[:e] + entry + entries[e + ENTRY_WIDTH :]
+            sessions = (
+                sessions[:at]
+                + codes_[code]
+                + minutes_slot[minutes]
+                + entry
+                + sessions[at + SESSION_WIDTH :]
+            )
         if rowid is not None:
-            rowid_rows.append((marks_, codes, late, entries, *counts_of(marks_), rowid))
+            rowid_rows.append((marks_, sessions, *counts_of(marks_), rowid))
         else:
-            stored_rows.append((marks_, codes, late, entries, *counts_of(marks_), *week))
+            stored_rows.append((marks_, sessions, *counts_of(marks_), *week))
     _executemany(connection, "stored weeks", stored_rows)
     _executemany(connection, "stored weeks by rowid", rowid_rows)
     # SQLite writes one transaction at a time: what _plan saw is what is written into.
@@ -502,24 +502,18 @@ def _write(
 @lru_cache(maxsize=1 << 14)
 def _new_week(slots: tuple[int, ...], day: tuple[tuple[str, int | None] | None, ...]):
     """The week that marks (code, minutes late; None for no mark) in `slots` make on
-    their own: its marks, codes and minutes late, its counts, the first slot with a mark
-    and the slots with one. Cached: a day's file gives most pupils' weeks one of a few."""
-    marks, codes, late = EMPTY_WEEK, EMPTY_CODES, EMPTY_MINUTES
-    marked = tuple(slot for slot, mark in zip(slots, day, strict=True) if mark is not None)
+    their own: its marks, its counts, the first slot with a mark, and each slot's code
+    and minutes late (None for a slot with no mark), for its entry to follow. Cached: a
+    day's file gives most pupils' weeks one of a few."""
+    marks = EMPTY_WEEK
+    written: list[str | None] = [None] * SLOTS
     for slot, mark in zip(slots, day, strict=True):
         if mark is not None:
             code, minutes = mark
-            c, m = slot * CODE_WIDTH, slot * MINUTES_WIDTH
             marks = marks[:slot] + _CLASSES[code] + marks[slot + 1 :]
-            codes = codes[:c] + _CODES[code] + codes[c + CODE_WIDTH :]
-            late = late[:m] + _MINUTES_SLOT[minutes] + late[m + MINUTES_WIDTH :]
-    return (marks, codes, late, *week_counts(marks), marked[0], marked)
-
-
-def _entries(marked: tuple[int, ...], entry: str) -> str:
-    """A week's entries with `entry` in the `marked` slots."""
-    blank = EMPTY_ENTRIES[:ENTRY_WIDTH]
-    return "".join(entry if slot in marked else blank for slot in range(SLOTS))
+            written[slot] = _CODES[code] + _MINUTES_SLOT[minutes]
+    first = next(slot for slot, mark in zip(slots, day, strict=True) if mark is not None)
+    return (marks, *week_counts(marks), first, tuple(written))
 
 
 _CLASSES = {code: c.cls for code, c in NATIONAL_CODES.items()}
@@ -616,16 +610,14 @@ def _queries() -> dict[str, Executable]:
                 week.c.pupil_id,
                 week.c.week_start,
                 week.c.marks,
-                week.c.codes,
-                week.c.minutes_late,
-                week.c.entries,
+                week.c.sessions,
                 literal_column(locator),
             )
             .join(pupil, pupil.c.id == week.c.pupil_id)
             .where(
                 pupil.c.school_id == school,
                 week.c.week_start == bindparam("week"),
-                func.trim(func.substr(week.c.codes, bindparam("codes_from")))
+                func.trim(func.substr(week.c.sessions, bindparam("sessions_from")))
                 != literal_column("''"),
             )
             for name, locator in (
@@ -644,10 +636,10 @@ def _fetch(connection: Connection, name: str, **params) -> list[tuple]:
 
 
 # The bulk statements, and the order of the values in each row passed to _executemany.
-_WEEK_KEYS = ("pupil_id", "week_start", "marks", *REGISTER_COLUMNS, *WEEK_COLUMNS)
+_WEEK_KEYS = ("pupil_id", "week_start", "marks", "sessions", *WEEK_COLUMNS)
 # A new week's row, then where it goes into a stored week: the first slot and each
 # register column from there on (MERGE_WEEK_SQL).
-_MERGED_KEYS = (*_WEEK_KEYS, "first", *(f"{c}_from" for c in ("marks", *REGISTER_COLUMNS)))
+_MERGED_KEYS = (*_WEEK_KEYS, "first", "marks_from", "sessions_from")
 _BULK = {
     "merged weeks": (text(MERGE_WEEK_SQL), _MERGED_KEYS),
     "merged weeks, guarded": (text(GUARDED_MERGE_WEEK_SQL), _MERGED_KEYS),

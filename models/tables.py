@@ -137,19 +137,17 @@ class MarkAmendment(SQLModel, table=True):
 class RegisterWeek(SQLModel, table=True):
     """A pupil's week of the register: the register itself, and compacted for the figures.
 
-    Ten sessions, Mon AM to Fri PM, each a fixed-width slot of the text columns
-    (figures.register_week): `codes` the national code, `minutes_late` the minutes,
-    `entries` the ImportBatch that recorded it (who and when). `marks` has one class
-    character per session (see models.codes); the counts are of the whole week. Written
-    only by `imports.marks.store_marks`, in the transaction of the import.
+    Ten sessions, Mon AM to Fri PM, each a fixed-width slot of `sessions`
+    (figures.register_week): the national code, the minutes late, and the entry, the
+    ImportBatch that recorded it (who and when). `marks` has one class character per
+    session (see models.codes); the counts are of the whole week. Written only by
+    `imports.marks`, in the transaction of the import.
     """
 
     pupil_id: int = Field(foreign_key="pupil.id", primary_key=True)
     week_start: date = Field(primary_key=True)
     marks: str = Field(max_length=10)
-    codes: str = Field(max_length=20)
-    minutes_late: str = Field(max_length=30)
-    entries: str = Field(max_length=80)
+    sessions: str = Field(max_length=130)
     possible: int
     present: int
     authorised: int

@@ -60,6 +60,13 @@ def counts(engine) -> dict[str, int]:
         }
 
 
+def codes_and_minutes(week: RegisterWeek) -> tuple[str, str]:
+    """The week's codes (2 characters a session) and minutes late (3), Mon AM to Fri PM,
+    from its sessions' slots (13 characters: code, minutes late, entry)."""
+    slots = [week.sessions[at : at + 13] for at in range(0, 130, 13)]
+    return "".join(slot[:2] for slot in slots), "".join(slot[2:5] for slot in slots)
+
+
 def refused(engine, work) -> ImportRefused:
     """Run `work(session)` as the CLI does and check that it was refused and left the
     database exactly as it was."""
@@ -136,9 +143,9 @@ def test_standard_csv_stores_marks_and_the_weekly_register(engine, school, pupil
         assert (batch.kind, batch.filename, batch.added) == ("marks-csv", "marks.csv", 4)
         # UPN2's week: Mon AM late 12 minutes, Mon PM ill; both recorded by the batch.
         week = session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupils[1].id)).one()
-        assert (week.marks, week.codes) == ("li........", "L I".ljust(20))
-        assert week.minutes_late == " 12".ljust(30)
-        assert week.entries == (f"{batch.id:>8}" * 2).ljust(80)
+        # Each session 13 characters: code (2), minutes late (3), the batch's id (8).
+        assert week.marks == "li........"
+        assert week.sessions == f"L  12{batch.id:>8}I    {batch.id:>8}".ljust(130)
 
 
 def test_a_clean_file_and_the_line_by_line_path_store_the_same_register(
@@ -181,7 +188,7 @@ def test_a_clean_file_and_the_line_by_line_path_store_the_same_register(
                 .order_by(Pupil.upn)
             ).all()
         return [
-            (upn, w.week_start, w.marks, w.codes, w.minutes_late, w.counts, w.late)
+            (upn, w.week_start, w.marks, *codes_and_minutes(w), w.counts, w.late)
             for w, upn in weeks
         ]
 
@@ -235,8 +242,8 @@ def test_a_week_imported_a_day_at_a_time_in_any_order(engine, school, pupils, tm
     assert trailing == [(1, 0), (3, 2), (1, 4), (3, 4), (1, 4)]
     in_order = [week_of(pupil) for pupil in pupils[:2]]
     upn1 = in_order[0]
-    assert (upn1.marks, upn1.codes) == ("pnggignulg", "/ N O O I G N U L O ")
-    assert upn1.minutes_late == "   " * 7 + " 15  5   "
+    assert upn1.marks == "pnggignulg"
+    assert codes_and_minutes(upn1) == ("/ N O O I G N U L O ", "   " * 7 + " 15  5   ")
     assert (upn1.possible, upn1.present, upn1.authorised, upn1.illness) == (10, 2, 1, 1)
     assert (upn1.unauthorised, upn1.unexplained, upn1.late) == (5, 2, 2)
     assert upn1.breaks_absence_run
@@ -251,8 +258,8 @@ def test_a_week_imported_a_day_at_a_time_in_any_order(engine, school, pupils, tm
         import_csv(engine, other, day_file(tmp_path, UPN1_WEEK[n][0]))
     out_of_order = [week_of(pupil) for pupil in others[:2]]
 
-    def register(week: RegisterWeek) -> dict:
-        return week.model_dump(exclude={"pupil_id", "entries"})
+    def register(week: RegisterWeek) -> tuple:  # all but who recorded each mark
+        return week.model_dump(exclude={"pupil_id", "sessions"}), codes_and_minutes(week)
 
     assert [register(w) for w in out_of_order] == [register(w) for w in in_order]
 
@@ -286,8 +293,7 @@ def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
             " recorded_by, recorded_at, week_start, slot FROM old_mark"
         )
         connection.exec_driver_sql("DROP TABLE old_mark")
-        for column in ("codes", "minutes_late", "entries"):
-            connection.exec_driver_sql(f"ALTER TABLE registerweek DROP COLUMN {column}")
+        connection.exec_driver_sql("ALTER TABLE registerweek DROP COLUMN sessions")
         for column in ("first_day", "last_day"):
             connection.exec_driver_sql(f"ALTER TABLE importbatch DROP COLUMN {column}")
     engine.dispose()
@@ -303,8 +309,9 @@ def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
     assert sorted(after) == sorted(before)
     assert len(after) == 4
     # Mon AM and PM are the first two slots: codes two characters each, minutes three.
-    assert [w.codes[:4] for w in weeks] == ["/ \\ ", "L I "]
-    assert [w.minutes_late[:6] for w in weeks] == ["      ", " 12   "]
+    assert [codes_and_minutes(w)[0][:4] for w in weeks] == ["/ \\ ", "L I "]
+    assert [codes_and_minutes(w)[1][:6] for w in weeks] == ["      ", " 12   "]
+    assert weeks[1].sessions[:26] == f"L  12{moved.id:>8}I    {moved.id:>8}"
     assert (moved.imported_by, moved.first_day, moved.last_day) == (
         "Office",
         date(2025, 9, 8),
@@ -315,7 +322,43 @@ def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
     assert import_csv(upgraded, school, tue).added == 1
     with Session(upgraded) as session:
         week = session.exec(select(RegisterWeek).where(RegisterWeek.pupil_id == pupils[0].id)).one()
-    assert (week.codes[:6], week.present, week.unauthorised) == ("/ \\ O ", 2, 1)
+    assert (codes_and_minutes(week)[0][:6], week.present, week.unauthorised) == ("/ \\ O ", 2, 1)
+
+
+def test_a_register_kept_in_three_columns_comes_together_in_sessions(
+    engine, school, pupils, tmp_path
+):
+    # An earlier version kept each session's code, minutes late and entry in three
+    # columns of their own (2, 3 and 8 characters a session).
+    marks = f"{UPN2},2025-09-08,AM,L,12,\n{UPN2},2025-09-08,PM,I,,\n"
+    import_csv(engine, school, write(tmp_path, "mon.csv", HEADER + marks))
+    with Session(engine) as session:
+        batch = session.exec(select(ImportBatch)).one()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP VIEW registermark")
+        for column, text in (
+            ("codes", "L I ".ljust(20)),
+            ("minutes_late", " 12".ljust(30)),
+            ("entries", f"{batch.id:>8}{batch.id:>8}".ljust(80)),
+        ):
+            connection.exec_driver_sql(
+                f"ALTER TABLE registerweek ADD COLUMN {column} VARCHAR NOT NULL DEFAULT ''"
+            )
+            connection.exec_driver_sql(f"UPDATE registerweek SET {column} = '{text}'")
+        connection.exec_driver_sql("ALTER TABLE registerweek DROP COLUMN sessions")
+    engine.dispose()
+
+    upgraded = make_engine(str(engine.url))
+    with Session(upgraded) as session:
+        week = session.exec(select(RegisterWeek)).one()
+        marks = session.exec(select(RegisterMark).order_by(RegisterMark.slot)).all()
+    assert week.sessions == f"L  12{batch.id:>8}I    {batch.id:>8}".ljust(130)
+    assert [(m.code, m.minutes_late, m.batch_id) for m in marks] == [
+        ("L", 12, batch.id),
+        ("I", None, batch.id),
+    ]
+    tue = write(tmp_path, "tue.csv", HEADER + f"{UPN2},2025-09-09,AM,O,,\n")
+    assert import_csv(upgraded, school, tue).added == 1
 
 
 @pytest.mark.parametrize(
