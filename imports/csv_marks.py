@@ -120,8 +120,11 @@ class MarkMapping:
         return bool(self.session_columns)
 
 
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml"))
+@lru_cache(maxsize=1)
+def preset_names() -> tuple[str, ...]:
+    """The presets shipped in MAPPINGS_DIR (looked up once: a local authority's day
+    names one for each of hundreds of files)."""
+    return tuple(sorted(p.stem for p in MAPPINGS_DIR.glob("*.yaml")))
 
 
 def load_mapping(spec: "str | Path | MarkMapping") -> MarkMapping:
