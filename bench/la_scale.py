@@ -572,10 +572,11 @@ database {setup["db_bytes"] / 1e9:.2f} GB.
   the school has written on that day or later in its week). Bare: csv.reader and one
   plain `executemany` INSERT per file into a table with no index or constraint, in the
   same database file. Each of {len(rounds)} rounds copies the history afresh and times the
-  bare import, then ours; the ratio is the median of the rounds' own ratios. Rounds (ours
-  against bare): {each_round}. For context, the same plain insert into a table with one
-  (day, UPN, session) index took {indexed_s:.2f} s ({indexed_s / bare_import_s:.2f}x the
-  median bare).
+  bare import, then ours; the ratio is the median of the rounds' own ratios. Rounds, ours
+  against bare:
+  {each_round}.
+  For context, the same plain insert into a table with one (day, UPN, session) index took
+  {indexed_s:.2f} s ({indexed_s / bare_import_s:.2f}x the median bare).
 - (b) ours: `compute_figures` for every school as of {IMPORT_DAY:%d %b %Y} (every figure
   the sweep compares with the policy, over the year, half-term and rolling windows), in
   one process and in a pool of {WORKERS} (one per core, as the sweep's worker runs). Bare:

@@ -1,6 +1,6 @@
 """The weekly register: one row per pupil per week holding each session's code, minutes
 late and entry (who recorded it, when) in `sessions`, with one class character per session
-(models.codes) and the week's counts, all written by `store_marks` in the transaction
+(models.codes) and the week's counts, all written by `imports.marks` in the transaction
 that changes the marks; `registermark` is a view of it, a row per mark.
 
 The figures read only these rows: whole weeks through their count columns, the edges of
@@ -123,8 +123,8 @@ def _merge_week_sql(guarded: bool) -> str:
 
     `guarded`: a stored week with a mark from :first on is left as it is and not counted
     in the statement's rowcount, for a database where another transaction may write the
-    week after this one has looked at it. SQLite writes one transaction at a time, and
-    one that has read an older state of the database cannot write at all."""
+    week after this one has looked at it. With SQLite the import holds the write lock
+    from before it looks (imports.marks._hold_the_register)."""
     merge = {
         column: f"substr({column}, 1, :first * {width}) || :{column}_from"
         for column, width in (("marks", 1), ("sessions", SESSION_WIDTH))

@@ -184,6 +184,7 @@ def store_marks(
     """
     session.flush()  # pupils the caller has just added are on the roll
     connection = session.connection()
+    _hold_the_register(connection)
     if _fetch(connection, "imported", school_id=school_id, sha256=sha256):
         return ImportResult(rows=len(rows), already_imported=True)
 
@@ -281,6 +282,7 @@ def store_new_marks(
     changes no stored mark; None, writing nothing, if it does (an amendment needs its
     line's reason: the caller takes the line-by-line path of `store_marks`)."""
     connection = session.connection()
+    _hold_the_register(connection)
     if _fetch(connection, "imported", school_id=batch.school_id, sha256=batch.sha256):
         return ImportResult(rows=rows, already_imported=True)
     sessions = _sessions(marks)
@@ -293,6 +295,18 @@ def store_new_marks(
     result = ImportResult(rows=rows, added=len(marks.codes) - unchanged, unchanged=unchanged)
     _write(connection, batch, result, marks.days, plan)
     return result
+
+
+def _hold_the_register(connection: Connection) -> None:
+    """With SQLite, take the database's write lock before a batch looks at the register,
+    if its transaction does not hold it yet: the driver begins a transaction only at the
+    first write, and another import could otherwise write between what this one reads
+    and what it writes. Other writers wait for it (busy_timeout); readers do not."""
+    if connection.dialect.name != "sqlite":
+        return  # PostgreSQL: the weeks read are locked as read, the merge re-checks
+    driver = connection.connection.driver_connection
+    if not driver.in_transaction:
+        driver.execute("BEGIN IMMEDIATE")
 
 
 def register_places(
@@ -357,7 +371,8 @@ def _plan(
     by_start: dict[str, list[tuple[int, dict]]] = {}
     for (start, slot), pupils in sessions.items():
         by_start.setdefault(start, []).append((slot, pupils))
-    query = "stored weeks with rowid" if connection.dialect.name == "sqlite" else "stored weeks"
+    sqlite = connection.dialect.name == "sqlite"
+    query = "weeks marked from, with rowid" if sqlite else "weeks marked from"
     to_day = _to_driver(connection, ImportBatch.__table__.c.first_day)
     look = days is not None and _fetch(
         connection,
@@ -487,15 +502,16 @@ def _write(
             stored_rows.append((marks_, sessions, *counts_of(marks_), *week))
     _executemany(connection, "stored weeks", stored_rows)
     _executemany(connection, "stored weeks by rowid", rowid_rows)
-    # SQLite writes one transaction at a time: what _plan saw is what is written into.
+    # With SQLite this transaction has held the write lock since before _plan looked
+    # (_hold_the_register): what it saw is what is written into.
     merge = "merged weeks" if connection.dialect.name == "sqlite" else "merged weeks, guarded"
-    written = _executemany(connection, merge, new_rows)
-    if written != len(new_rows):  # weeks not stored yet (or a driver that cannot say)
-        written += _executemany(connection, "new weeks", new_rows)
-        if 0 <= written < len(new_rows):
+    updated = _executemany(connection, merge, new_rows)
+    if updated != len(new_rows):  # weeks not stored yet (or a driver that cannot say)
+        inserted = _executemany(connection, "new weeks", new_rows)
+        if updated >= 0 and inserted >= 0 and updated + inserted < len(new_rows):
             raise RuntimeError(
-                f"{len(new_rows) - written} week(s) of the register changed while this "
-                "batch was being written; nothing was stored, import it again"
+                f"{len(new_rows) - updated - inserted} week(s) of the register were written"
+                " by another import while this one was; import it again"
             )
 
 
@@ -603,8 +619,10 @@ def _queries() -> dict[str, Executable]:
             batch.c.last_day >= bindparam("first"),
             batch.c.first_day <= bindparam("last"),
         ),
-        # With SQLite each row's rowid too, for its update to find it in one look-up
-        # instead of two (the key's index, then the table): half the update's time.
+        # The school's weeks starting `week` with a mark from `sessions_from` on, locked
+        # for this transaction where the database locks rows (with SQLite it already
+        # holds the write lock). With SQLite each row's rowid too, for its update to find
+        # it in one look-up instead of two (the key's index, then the table).
         **{
             name: select(
                 week.c.pupil_id,
@@ -620,9 +638,10 @@ def _queries() -> dict[str, Executable]:
                 func.trim(func.substr(week.c.sessions, bindparam("sessions_from")))
                 != literal_column("''"),
             )
+            .with_for_update(of=week)
             for name, locator in (
-                ("stored weeks", "NULL"),
-                ("stored weeks with rowid", "registerweek.rowid"),
+                ("weeks marked from", "NULL"),
+                ("weeks marked from, with rowid", "registerweek.rowid"),
             )
         },
     }

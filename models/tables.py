@@ -179,7 +179,9 @@ class ImportBatch(SQLModel, table=True):
     added: int
     amended: int
     unchanged: int
-    # the days its marks are on (none for a pupils file): what the School page recounts
+    # The first and last day it wrote marks on (none for a pupils file). Every write of
+    # marks must set them: imports.marks reads a school's stored weeks only where its
+    # batches' days say there may be marks, and the School page recounts by them.
     first_day: date | None = None
     last_day: date | None = None
 

@@ -7,6 +7,7 @@ starts Wed 3 Sep; 6 Nov 2026 is an INSET day; 4 May 2026 is a bank holiday.
 """
 
 import dataclasses
+import sqlite3
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, SQLModel, select
 from typer.testing import CliRunner
 
+import imports.marks
 from cli.imports import app as import_app
 from database import make_engine, transaction
 from imports.csv_marks import (
@@ -262,6 +264,37 @@ def test_a_week_imported_a_day_at_a_time_in_any_order(engine, school, pupils, tm
         return week.model_dump(exclude={"pupil_id", "sessions"}), codes_and_minutes(week)
 
     assert [register(w) for w in out_of_order] == [register(w) for w in in_order]
+
+
+def test_no_other_write_comes_between_what_an_import_reads_and_writes(
+    engine, school, pupils, tmp_path, monkeypatch
+):
+    # Another process's write of the register (here: a connection of its own that will
+    # not wait) is refused for as long as an import is looking at the stored weeks, so
+    # that what it writes into is what it saw. Tuesday is imported after Monday, once as
+    # a clean file and once with a change to Monday (the line-by-line path).
+    import_csv(engine, school, write(tmp_path, "mon.csv", HEADER + GOOD))
+    seen = []
+    plan = imports.marks._plan
+
+    def plan_and_try_another_write(*args, **kwargs):
+        other = sqlite3.connect(engine.url.database, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            seen.append("written")
+        except sqlite3.OperationalError as error:
+            seen.append(str(error))
+        finally:
+            other.close()
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(imports.marks, "_plan", plan_and_try_another_write)
+    tue = f"{UPN1},2025-09-09,AM,/,,\n"
+    import_csv(engine, school, write(tmp_path, "tue.csv", HEADER + tue))
+    changed = f"{UPN1},2025-09-08,AM,L,5,late bus\n{UPN1},2025-09-09,PM,/,,\n"
+    result = import_csv(engine, school, write(tmp_path, "tue-pm.csv", HEADER + changed))
+    assert (result.added, result.amended) == (1, 1)
+    assert seen == ["database is locked"] * 3  # a clean try, then line by line; both held
 
 
 def test_a_register_stored_as_a_table_of_marks_moves_into_the_weeks(
