@@ -9,8 +9,10 @@ is an ImportBatch row, and each mark it writes points to it: who recorded it and
 
 `store_marks` takes a batch line by line (MarkRow) and reports every problem;
 `store_new_marks` takes a batch already checked column by column (Marks, from a clean
-file) and declines, writing nothing, if it would change a stored mark. Both sort the
-marks against the stored weeks and write them with `_write`.
+file) and declines, writing nothing, if it would change a stored mark. Both plan the
+batch week by week (`_plan`: only weeks that may already hold a mark where the batch
+writes are read), compare it with those (`_sort`) and write it (`_write`): a day's
+import reads no week and merges each pupil's day into the stored week in SQL.
 
 Built for a local authority's day (460,000 marks in 600 files) and a term's history (30
 million): a good batch is checked per distinct UPN, day and code rather than per line,
