@@ -373,34 +373,19 @@ def _clean_columns(
                 return None
             pupil_of[raw] = roll[upn]
         pupil_ids = list(map(pupil_of.__getitem__, upns))
-    day_of = {}
-    for raw in set(dates):
-        day, why = lookups.day(raw)
-        if why or not calendar.is_school_day(day):
-            return None
-        day_of[raw] = day
-    session_of = {}
-    for raw in set(sessions):
-        session_of[raw], why = lookups.sessions.get(raw), None
-        if session_of[raw] is None:
-            session_of[raw], why = lookups.session(raw)
-        if why:
-            return None
-    code_of = {}
-    for raw in set(codes):
-        code_of[raw], why = lookups.codes.get(raw), None
-        if code_of[raw] is None:
-            code_of[raw], why = lookups.code(raw)
-        if why:
-            return None
+    day_of = _each_once(dates, {}, lookups.day)
+    if day_of is None or not all(map(calendar.is_school_day, day_of.values())):
+        return None
+    session_of = _each_once(sessions, lookups.sessions, lookups.session)
+    code_of = _each_once(codes, lookups.codes, lookups.code)
+    if session_of is None or code_of is None:
+        return None
     minutes: list[int | None] = [None] * len(body)
     if "minutes late" in index:
         raw_minutes = column("minutes late")
-        minutes_of = {}
-        for raw in set(raw_minutes):
-            minutes_of[raw], why = _minutes(raw)
-            if why or (minutes_of[raw] or 0) > MAX_MINUTES_LATE:
-                return None
+        minutes_of = _each_once(raw_minutes, {}, _minutes)
+        if minutes_of is None or max(m or 0 for m in minutes_of.values()) > MAX_MINUTES_LATE:
+            return None
         minutes = list(map(minutes_of.__getitem__, raw_minutes))
     raw_places = list(zip(dates, sessions, strict=True))
     distinct = set(raw_places)
@@ -416,6 +401,21 @@ def _clean_columns(
         days=(min(day_of.values()), max(day_of.values())),
     )
     return marks, len(body)  # (the same pupil and session twice: store_new_marks declines)
+
+
+def _each_once(raws: Iterable[str], known: Mapping, resolve) -> dict | None:
+    """Each distinct raw value resolved once: from `known`, else by `resolve` (a _Lookups
+    method or _minutes, giving the value and what is wrong with it); None if any is
+    wrong."""
+    resolved = {}
+    for raw in set(raws):
+        value = known.get(raw)
+        if value is None:
+            value, why = resolve(raw)
+            if why:
+                return None
+        resolved[raw] = value
+    return resolved
 
 
 def _decode(data: bytes, source: str) -> str:
